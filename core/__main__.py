@@ -1,0 +1,191 @@
+"""Command line: python -m core generate|presets|validate|decrypt|bench ...
+
+Bad input ends with exit code 2 and one line on stderr that says what is wrong and what is allowed.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from core import reference
+from core.scenario import ScenarioError, load_scenario
+from core.sinks import FORMATS, DecryptionError, decrypt_file
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise BadInput(f"{message} (see python -m core {self.prog.split()[-1] if ' ' in self.prog else ''} --help)".replace("  ", " "))
+
+
+def _password(confirm: bool) -> str:
+    pw = os.environ.get("ENCRYPTION_PASSWORD")
+    if pw:
+        return pw
+    if not sys.stdin.isatty():
+        raise BadInput("encryption needs a password: set ENCRYPTION_PASSWORD or run on a terminal to be asked")
+    pw = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Repeat password: ") != pw:
+        raise BadInput("the two passwords differ")
+    if not pw:
+        raise BadInput("the password is empty")
+    return pw
+
+
+def _bar(done: int, total: int, rate: float, eta: float | None) -> str:
+    width = 30
+    filled = int(width * done / total) if total else width
+    eta_txt = f"{eta:5.0f}s left" if eta is not None else ""
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} patients  {rate:,.0f}/s  {eta_txt}"
+
+
+def cmd_generate(args) -> int:
+    from core.run import check_output_dir, generate_run
+    scenario = load_scenario(args.scenario)
+    scenario = scenario.with_overrides(patients=args.patients, seed=args.seed, days=args.days)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.scenario or 'default')).stem}-seed{scenario.seed}-{scenario.patients}"
+    try:
+        check_output_dir(out, args.force)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    password = _password(confirm=True) if args.encrypt else None
+    tty = sys.stderr.isatty() and not args.quiet
+
+    def progress(p):
+        if tty:
+            sys.stderr.write(_bar(p.patients_done, p.patients_total, p.rate, p.eta_s))
+            sys.stderr.flush()
+
+    cancel = threading.Event()
+    try:
+        manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
+                                chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
+                                cancel=cancel)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if tty:
+        sys.stderr.write("\n")
+    if manifest["status"] != "completed":
+        print(f"run {manifest['status']}: no data files were left in {out}", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        _summary(manifest, out)
+    return 0
+
+
+def _summary(m: dict, out: Path) -> None:
+    total = sum(f["bytes"] for f in m["files"])
+    lines = [
+        f"Run {m['run_id']} completed: {m['patients']:,} patients, scenario '{m['scenario']['name']}', seed {m['seed']}",
+        f"  time      {m['elapsed_s']:.2f} s   ({m['patients_per_s']:,.0f} patients/s)",
+        f"  memory    {m['peak_rss_mb']:.0f} MB peak RSS",
+        f"  output    {out}  ({total / 2**20:,.1f} MB, {m['format']}"
+        f"{', gzip' if m['compressed'] else ''}{', AES-256-GCM' if m['encrypted'] else ''})",
+    ]
+    lines += [f"    {f['name']:<34} {f['rows']:>12,} rows {f['bytes'] / 2**20:>10,.1f} MB" for f in m["files"]]
+    lines.append("    manifest.json")
+    print("\n".join(lines))
+
+
+def cmd_presets(args) -> int:
+    from core.scenario import preset
+    rows = [("default", load_scenario("default"))] + [(k, preset(k)) for k in reference.presets()]
+    if args.json:
+        print(json.dumps({k: s.to_dict() for k, s in rows}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'id':<20} {'patients':>8} {'days':>4}  {'warfare':<28} {'intensity':<9} name")
+    for key, s in rows:
+        wt = ", ".join(s.warfare_types)
+        print(f"{key:<20} {s.patients:>8,} {s.days:>4}  {wt:<28} {s.intensity:<9} {s.name}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    scenario = load_scenario(args.file)
+    print(f"valid: '{scenario.name}', {scenario.patients:,} patients over {scenario.days} days, "
+          f"{len(scenario.fronts)} front(s), sha256 {scenario.sha256()[:16]}…")
+    if args.show:
+        print(json.dumps(scenario.to_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_decrypt(args) -> int:
+    src, dst = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise BadInput(f"{src} is not a file")
+    if dst.exists() and not args.force:
+        raise BadInput(f"{dst} exists; choose another name or pass --force")
+    try:
+        decrypt_file(src, dst, _password(confirm=False))
+    except DecryptionError as exc:
+        raise BadInput(str(exc)) from None
+    print(f"decrypted {src} -> {dst}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from benchmarks.bench_engine import main as bench_main
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core", description="Synthetic NATO casualty generator (engine and CLI).")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+    g = sub.add_parser("generate", help="generate a run into a folder")
+    g.add_argument("--scenario", help="preset id (see `presets`), 'default', or a scenario JSON file")
+    g.add_argument("--patients", type=int, help="number of patients (1 to 100,000,000)")
+    g.add_argument("--seed", type=int, help="random seed (0 to 2^63-1); same scenario + seed = same data")
+    g.add_argument("--days", type=int, help="scenario length in days (1 to 180)")
+    g.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")
+    g.add_argument("--out", help="output folder (default runs/<scenario>-seed<seed>-<patients>)")
+    g.add_argument("--compress", action="store_true", help="gzip every file (.gz)")
+    g.add_argument("--encrypt", action="store_true",
+                   help="AES-256-GCM (.enc); password from ENCRYPTION_PASSWORD or a prompt")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (same data for any number)")
+    g.add_argument("--chunk-size", type=int, default=100_000, help="patients per written batch")
+    g.add_argument("--force", action="store_true", help="replace a run already in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    g.set_defaults(func=cmd_generate)
+    pr = sub.add_parser("presets", help="list the scenario presets")
+    pr.add_argument("--json", action="store_true", help="print the full validated presets as JSON")
+    pr.set_defaults(func=cmd_presets)
+    v = sub.add_parser("validate", help="validate a scenario JSON file")
+    v.add_argument("file")
+    v.add_argument("--show", action="store_true", help="print the validated scenario with defaults filled in")
+    v.set_defaults(func=cmd_validate)
+    d = sub.add_parser("decrypt", help="decrypt an .enc file (password from ENCRYPTION_PASSWORD or a prompt)")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    d.set_defaults(func=cmd_decrypt)
+    b = sub.add_parser("bench", help="benchmark throughput and memory (see benchmarks/bench_engine.py)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (BadInput, ScenarioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""How each casualty moves through the chain of care, and what becomes of them (DOMAIN.md §8, §9).
+
+One model: a semi-Markov location process POI -> R1 -> R2 -> R3 -> R4 (routing by facility and triage, dwell
+and transit times by posture) competing with a delay-driven death process drawn once at injury. The whole
+block moves one stage at a time (at most five), so there is no per-patient Python loop; events, treatments
+and vital signs are then emitted column-wise and sorted once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import polars as pl
+
+from core import reference
+from core.schema import CATEGORIES, FACILITIES, REGIONS, SEVERITIES, TRIAGES
+
+POI, R1, R2, R3, R4 = range(5)
+RTD_NEXT = 5  # routing column order: R1 R2 R3 RTD R4 -> facility or RTD
+ROUTE_TO = np.array([R1, R2, R3, RTD_NEXT, R4])
+BI, NBI, DIS, BSI = range(4)
+T1, T2, T3, T4 = range(4)
+EV = {e: i for i, e in enumerate(("injury", "arrival", "treatment_start", "departure", "death", "rtd", "evacuated"))}
+GROUND, AIR = 1, 2
+Z90 = 1.2815515655446004
+NA = -1
+
+
+@dataclass(frozen=True)
+class FlowTables:
+    routing: np.ndarray        # (facility POI..R3, triage, 5)
+    details: list[str | None]  # event detail vocabulary: index 0 is null
+    detail_index: dict[str, int]
+    rules: list[dict]
+
+
+@cache
+def tables() -> FlowTables:
+    fl = reference.flow()
+    r = fl["routing"]
+    routing = np.array([[r[f][t] for t in TRIAGES] for f in ("POI", "R1", "R2", "R3")], dtype=float)
+    routing /= routing.sum(axis=2, keepdims=True)
+    codes = sorted({rule["code"] for rule in fl["treatments"]} | {fl["cpr"]["code"]})
+    details = [None, "ground", "air", "dead_at_scene"] + [f"in_transit:{f}" for f in FACILITIES[1:]] + codes
+    return FlowTables(routing, details, {d: i for i, d in enumerate(details) if d}, fl["treatments"])
+
+
+def lognormal(rng, med_p90, n: int, scale=1.0) -> np.ndarray:
+    """Seconds from a lognormal given in minutes as [median, p90]."""
+    med, p90 = med_p90
+    sigma = np.log(p90 / med) / Z90
+    return (med * 60 * np.exp(sigma * rng.standard_normal(n)) * scale)
+
+
+def _pick(rng, probs: np.ndarray) -> np.ndarray:
+    cum = np.cumsum(probs, axis=1)
+    cum /= np.maximum(cum[:, -1:], 1e-300)
+    return (rng.random(len(probs))[:, None] >= cum).sum(axis=1)
+
+
+def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
+    """Journey of every patient of a block.
+
+    ``p`` holds numpy columns: category, triage, severity, mechanism, region, lethal, instant, mascal, front,
+    day, t0 (injury, seconds after scenario start), local_hour, fracture, spinal, severe_tbi, burn.
+    Returns stage arrays and the death/terminal times that ``emit`` turns into rows.
+    """
+    fl = reference.flow()
+    t = tables()
+    times = fl["times"][scenario.evacuation_posture]
+    n = len(p["t0"])
+    cat, tri = p["category"], p["triage"]
+    dnbi_sick = (cat == DIS) | (cat == BSI)
+    fac = np.full((n, 5), NA, dtype=np.int64)
+    arr = np.full((n, 5), NA, dtype=np.int64)
+    dep = np.full((n, 5), NA, dtype=np.int64)
+    mode = np.zeros((n, 5), dtype=np.int64)
+    fac[:, 0], arr[:, 0] = POI, p["t0"]
+    vis = env["visibility"][p["front"], p["day"]]
+    mobility = env["mobility"][p["front"], p["day"]]
+    air_ok = vis >= fl["air_min_visibility"]
+    air_share = np.array([fl["air_share"][x] for x in TRIAGES])[tri] * times["air_factor"]
+
+    # --- POI: dwell, first destination, transit ------------------------------------------------------
+    poi_med = np.array([times["poi_dwell"][x] for x in TRIAGES] + [times["poi_dwell"]["DNBI"]], dtype=float)
+    row = np.where(dnbi_sick, 4, tri)
+    dwell = _lognormal_rows(rng, poi_med, row)
+    delay = env["evac_delay_min"][p["front"], p["day"]] * 60
+    night_row = reference.arrivals()["environment"]["night_operations"]
+    lo, hi = night_row["night_hours"]
+    at_night = (p["local_hour"] >= lo) | (p["local_hour"] <= hi)
+    delay = delay + np.where(env["night_ops"][p["front"], p["day"]] & at_night, night_row["evac_delay_min"] * 60, 0)
+    dwell = (dwell + delay) * np.where(p["mascal"], fl["mascal_factor"]["poi"], 1.0)
+    onset = fl["cbrn_onset"]
+    cbrn = (p["mechanism"] == _mech("cbrn")) & ~p["lethal"] & (rng.random(n) < onset["p"])
+    dwell = dwell + np.where(cbrn, rng.choice(onset["delays_h"], size=n) * 3600, 0)
+    dep[:, 0] = p["t0"] + np.maximum(np.round(dwell), 60).astype(np.int64)
+
+    first = ROUTE_TO[_pick(rng, t.routing[0][tri])]
+    first = np.where(dnbi_sick, R1, first)
+    by_air_r1 = air_ok & (rng.random(n) < air_share)
+    m0 = np.where(first == R1, np.where(by_air_r1, AIR, GROUND), np.where(air_ok, AIR, GROUND))
+    transit = lognormal(rng, times["poi_r1"], n) / np.where(m0 == GROUND, mobility, 1.0)
+    leg12 = _leg(rng, times["r1_r2"], m0, n, times["transit_factor"], mobility)
+    leg23 = _leg(rng, times["r2_r3"], m0, n, times["transit_factor"], mobility)
+    transit = transit + np.where(first >= R2, leg12, 0) + np.where(first >= R3, leg23, 0)
+    mode[:, 0] = m0
+    fac[:, 1] = first
+    arr[:, 1] = dep[:, 0] + np.maximum(np.round(transit), 60).astype(np.int64)
+
+    # --- death process: drawn once, decided against the arrival at the first MTF ----------------------
+    mort = fl["mortality"]
+    A = arr[:, 1]
+    untreated = lognormal(rng, [mort["untreated_death_min"]["median"],
+                                mort["untreated_death_min"]["median"] * np.exp(mort["untreated_death_min"]["sigma"] * Z90)], n)
+    t_die = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    doomed = p["lethal"].copy()
+    t_die = np.where(p["instant"], p["t0"], t_die)
+    slow = p["lethal"] & ~p["instant"]
+    t_kia = p["t0"] + np.maximum(np.round(untreated), 1).astype(np.int64)
+    before = slow & (t_kia < A)
+    t_die = np.where(before, t_kia, t_die)
+    reached = slow & ~before
+    slack_min = (t_kia - A) / 60
+    salvage = mort["salvage"]["max"] * (1 - np.exp(-slack_min / mort["salvage"]["scale_min"]))
+    saved = reached & (rng.random(n) < salvage)
+    doomed &= ~saved
+    x = lognormal(rng, mort["dow_after_arrival_min"], n)
+    t_die = np.where(reached & ~saved, A + np.maximum(np.round(x), 60).astype(np.int64), t_die)
+
+    # --- R1..R3: routing, dwell, onward transit ---------------------------------------------------------
+    terminal = np.zeros(n, dtype=np.int64)             # 0 none, EV["rtd"], EV["evacuated"]
+    t_term = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    term_stage = np.full(n, NA, dtype=np.int64)
+    onward_key = {R1: "r1_onward", R2: "r2_onward", R3: "r3_onward"}
+    rtd_key = {R1: "r1_rtd", R2: "r2_rtd", R3: "r3_rtd"}
+    for k in range(1, 5):
+        here = fac[:, k]
+        active = (here >= R1) & (here <= R3)
+        if not active.any():
+            break
+        idx = np.flatnonzero(active)
+        f = here[idx]
+        probs = t.routing[f, tri[idx]].copy()
+        rtd_col = 3
+        sick_r1 = dnbi_sick[idx] & (f == R1)
+        probs[sick_r1, rtd_col] = np.minimum(probs[sick_r1, rtd_col] * fl["dnbi_r1_rtd_factor"], fl["dnbi_r1_rtd_cap"])
+        probs[doomed[idx], rtd_col] = 0                       # the dying are not sent back to duty
+        serious = (p["spinal"][idx] | p["severe_tbi"][idx]) & (f == R2)
+        probs[serious, rtd_col] = 0
+        burn_bypass = p["burn"][idx] & (p["severity"][idx] >= 2) & (f == R1) & (rng.random(len(idx)) < fl["burn_bypass_r1_p"])
+        probs[burn_bypass] = [0, 0, 1, 0, 0]
+        probs[probs.sum(axis=1) == 0] = [0, 0, 0, 0, 1]
+        nxt = ROUTE_TO[_pick(rng, probs)]
+        to_rtd = nxt == RTD_NEXT
+        stay = np.zeros(len(idx))
+        for fc in (R1, R2, R3):
+            sel = f == fc
+            if not sel.any():
+                continue
+            onward = _lognormal_rows(
+                rng, np.array([times[onward_key[fc]][x] for x in TRIAGES], dtype=float), tri[idx][sel])
+            back = lognormal(rng, times[rtd_key[fc]], sel.sum())
+            stay[sel] = np.where(to_rtd[sel], back, onward)
+        stay *= np.where(p["mascal"][idx] & (f <= R2), fl["mascal_factor"]["r1_r2"], 1.0)
+        leave = arr[idx, k] + np.maximum(np.round(stay), 60).astype(np.int64)
+        rtd_i = idx[to_rtd]
+        terminal[rtd_i], t_term[rtd_i], term_stage[rtd_i] = EV["rtd"], leave[to_rtd], k
+        go = ~to_rtd
+        gi = idx[go]
+        dep[gi, k] = leave[go]
+        dest = nxt[go]
+        m = np.where(air_ok[gi] & (rng.random(len(gi)) < air_share[gi]), AIR, GROUND)
+        m = np.where(dest == R4, AIR, m)
+        from_f = f[go]
+        leg = np.zeros(len(gi))
+        leg += np.where((from_f == R1) & (dest >= R2) & (dest <= R3), _leg(rng, times["r1_r2"], m, len(gi), times["transit_factor"], mobility[gi]), 0)
+        leg += np.where((from_f <= R2) & (dest == R3), _leg(rng, times["r2_r3"], m, len(gi), times["transit_factor"], mobility[gi]), 0)
+        leg += np.where(dest == R4, lognormal(rng, times["r3_r4"], len(gi)), 0)
+        mode[gi, k] = m
+        if k + 1 < 5:
+            fac[gi, k + 1] = dest
+            arr[gi, k + 1] = leave[go] + np.maximum(np.round(leg), 60).astype(np.int64)
+            r4 = dest == R4
+            terminal[gi[r4]], t_term[gi[r4]], term_stage[gi[r4]] = EV["evacuated"], arr[gi[r4], k + 1], k + 1
+
+    horizon = (scenario.days * 24 + scenario.follow_up_h) * 3600
+    dies = doomed & (t_die <= horizon) & (t_die < t_term)
+    natural = (terminal > 0) & ~dies & (t_term <= horizon)
+    cutoff = np.where(dies, t_die, np.where(natural, t_term, horizon))
+    return {"fac": fac, "arr": arr, "dep": dep, "mode": mode, "t_die": t_die, "dies": dies, "natural": natural,
+            "terminal": terminal, "t_term": t_term, "term_stage": term_stage, "cutoff": cutoff, "first_mtf": A,
+            "doomed": doomed}
+
+
+def _lognormal_rows(rng, med_p90_rows: np.ndarray, row: np.ndarray) -> np.ndarray:
+    med, p90 = med_p90_rows[row, 0], med_p90_rows[row, 1]
+    sigma = np.log(p90 / med) / Z90
+    return med * 60 * np.exp(sigma * rng.standard_normal(len(row)))
+
+
+def _leg(rng, spec: dict, mode: np.ndarray, n: int, factor: float, mobility) -> np.ndarray:
+    ground = lognormal(rng, spec["ground"], n) * factor / mobility
+    air = lognormal(rng, spec["air"], n) * factor
+    return np.where(mode == AIR, air, ground)
+
+
+@cache
+def _mech_index() -> dict[str, int]:
+    from core.schema import MECHANISMS
+    return {m: i for i, m in enumerate(MECHANISMS)}
+
+
+def _mech(name: str) -> int:
+    return _mech_index()[name]
+
+
+def outcomes(s: dict) -> np.ndarray:
+    """Outcome index into schema.OUTCOMES (RTD, KIA, DOW, ROLE4, IN_CARE)."""
+    kia = s["dies"] & (s["t_die"] < s["first_mtf"])
+    dow = s["dies"] & ~kia
+    rtd = s["natural"] & (s["terminal"] == EV["rtd"])
+    role4 = s["natural"] & (s["terminal"] == EV["evacuated"])
+    return np.select([rtd, kia, dow, role4], [0, 1, 2, 3], default=4)
+
+
+def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
+    """Event rows (sorted by patient, then time) as numpy columns with a row-local patient index."""
+    t = tables()
+    n = len(p["t0"])
+    fac, arr, dep, mode, cutoff = s["fac"], s["arr"], s["dep"], s["mode"], s["cutoff"]
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("idx", "time", "key", "fac", "ev", "detail")}
+
+    def add(idx, time, key, facility, ev, detail):
+        m = len(idx)
+        cols["idx"].append(idx)
+        cols["time"].append(np.asarray(time, dtype=np.int64))
+        cols["key"].append(np.broadcast_to(np.asarray(key, dtype=np.int64), m))
+        cols["fac"].append(np.broadcast_to(np.asarray(facility, dtype=np.int64), m))
+        cols["ev"].append(np.full(m, ev, dtype=np.int64))
+        cols["detail"].append(np.broadcast_to(np.asarray(detail, dtype=np.int64), m))
+
+    all_idx = np.arange(n)
+    add(all_idx, p["t0"], 0, POI, EV["injury"], 0)
+    for k in range(5):
+        if k > 0:
+            i = np.flatnonzero(fac[:, k] != NA)
+            add(i, arr[i, k], 10 * k + 1, fac[i, k], EV["arrival"], 0)
+        i = np.flatnonzero(dep[:, k] != NA)
+        add(i, dep[i, k], 10 * k + 8, fac[i, k], EV["departure"], mode[i, k])
+        _treatments(rng, p, s, k, add)
+    # terminal events
+    i = np.flatnonzero(s["natural"])
+    st = s["term_stage"][i]
+    add(i, s["t_term"][i], 10 * st + 9, fac[i, st], s["terminal"][i], 0)
+    i = np.flatnonzero(s["dies"])
+    if len(i):
+        where, transit_to = death_place(s, i)
+        detail = np.where(transit_to != NA, t.detail_index["in_transit:R1"] + transit_to - R1, 0)
+        detail = np.where(p["instant"][i], t.detail_index["dead_at_scene"], detail)
+        add(i, s["t_die"][i], 99, where, EV["death"], detail)
+        # CPR for deaths that happen at a facility (not in transit, not instant)
+        cpr = reference.flow()["cpr"]
+        ok = (transit_to == NA) & ~p["instant"][i] & (rng.random(len(i)) < cpr["p"])
+        j = i[ok]
+        stage_start = arr[j, _stage_at(s, j, s["t_die"][j])]
+        before = (rng.uniform(*cpr["before_death_min"], size=len(j)) * 60).astype(np.int64)
+        add(j, np.maximum(s["t_die"][j] - before, stage_start), 98, where[ok], EV["treatment_start"],
+            t.detail_index[cpr["code"]])
+
+    idx = np.concatenate(cols["idx"])
+    time = np.concatenate(cols["time"])
+    keep = time <= cutoff[idx]
+    ev = np.concatenate(cols["ev"])
+    keep |= ev == EV["death"]
+    out = {k: np.concatenate(v)[keep] for k, v in cols.items()}
+    order = np.lexsort((out["key"], out["time"], out["idx"]))
+    out = {k: v[order] for k, v in out.items()}
+    starts = np.r_[0, np.flatnonzero(np.diff(out["idx"])) + 1]
+    counts = np.diff(np.r_[starts, len(out["idx"])])
+    out["seq"] = np.arange(len(out["idx"])) - np.repeat(starts, counts)
+    last = np.r_[starts[1:] - 1, len(out["idx"]) - 1]
+    out["last_time"] = out["time"][last]
+    out["last_fac"] = out["fac"][last]
+    return out
+
+
+def _stage_at(s: dict, i: np.ndarray, when: np.ndarray) -> np.ndarray:
+    """The last stage whose arrival is at or before ``when``."""
+    reached = (s["arr"][i] != NA) & (s["arr"][i] <= when[:, None])
+    return reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1)
+
+
+def death_place(s: dict, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Facility where each death is recorded, and the destination when it happens in transit (else -1)."""
+    when = s["t_die"][i]
+    k = _stage_at(s, i, when)
+    where = s["fac"][i, k]
+    d = s["dep"][i, k]
+    in_transit = (d != NA) & (when > d)
+    dest = s["fac"][i, np.minimum(k + 1, 4)]
+    return where, np.where(in_transit, dest, NA)
+
+
+def _treatments(rng, p: dict, s: dict, k: int, add) -> None:
+    t = tables()
+    fac, arr, dep = s["fac"], s["arr"], s["dep"]
+    present = fac[:, k] != NA
+    if not present.any():
+        return
+    end = np.where(dep[:, k] != NA, dep[:, k], np.where(s["term_stage"] == k, s["t_term"], s["cutoff"]))
+    for rule in t.rules:
+        f = FACILITIES.index(rule["at"])
+        mask = present & (fac[:, k] == f)
+        mask &= np.isin(p["category"], [CATEGORIES.index(c) for c in rule["categories"]])
+        if "triage" in rule:
+            mask &= np.isin(p["triage"], [TRIAGES.index(x) for x in rule["triage"]])
+        if "regions" in rule:
+            mask &= np.isin(p["region"], [REGIONS.index(r) for r in rule["regions"]])
+        if "severity" in rule:
+            mask &= np.isin(p["severity"], [SEVERITIES.index(x) for x in rule["severity"]])
+        if rule.get("fracture"):
+            mask &= p["fracture"]
+        mask &= ~p["instant"]
+        i = np.flatnonzero(mask & (rng.random(len(mask)) < rule["p"]))
+        if not len(i):
+            continue
+        start = arr[i, k]
+        span = np.minimum(end[i] - start, rule["within_min"] * 60)
+        when = start + (rng.random(len(i)) * np.maximum(span, 0)).astype(np.int64)
+        add(i, when, 10 * k + 2, f, EV["treatment_start"], t.detail_index[rule["code"]])

@@ -1,0 +1,243 @@
+"""The streaming generator: ``stream(scenario, chunk_size, workers)`` yields Batches of patients 1..N in order.
+
+Reproducibility: arrivals are drawn per scenario day (keyed by seed and day); everything else per fixed block
+of ``BLOCK`` patient ids (keyed by seed and block number). Chunks are cut from whole blocks afterwards, so the
+tables are identical for any chunk size and any number of worker processes. Memory is bounded by a chunk plus
+one day's arrival skeleton, whatever N is.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from functools import cache
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+
+from core import arrivals, demographics, flow, injuries, reference, vitals
+from core.scenario import Scenario
+from core.schema import (BLOOD_GROUPS, CATEGORIES, CONDITIONS, DEATH_TYPES, EVENTS, EVENTS_SCHEMA, FACILITIES,
+                         MECHANISMS, OUTCOMES, PATIENTS, RANKS, REGIONS, SEVERITIES, SEXES, TRIAGES, VITAL_CODES,
+                         VITAL_NAMES, VITAL_UNITS, VITAL_SIGNS, VITALS, WARFARE_TYPES, Batch)
+
+BLOCK = 16_384            # part of the reproducibility contract: changing it changes every run's data
+MAX_CHUNK = 5_000_000
+US = 1_000_000
+
+
+@cache
+def _lut(values: tuple, dtype) -> pl.Series:
+    return pl.Series(list(values), dtype=dtype)
+
+
+def enum_col(values: tuple, codes: np.ndarray) -> pl.Series:
+    """An Enum column from integer codes into ``values`` (a gather, no string work)."""
+    return _lut(values, pl.Enum(list(values))).gather(np.asarray(codes, dtype=np.int64))
+
+
+@cache
+def _fracture_codes() -> tuple[str, ...]:
+    return tuple(reference.flow()["fracture_codes"])
+
+
+@cache
+def _display_map() -> dict[str, str]:
+    return {code: row["display"] for code, row in reference.conditions().items()}
+
+
+@cache
+def _vital_unit_idx() -> np.ndarray:
+    return np.array([VITAL_UNITS.index(VITAL_SIGNS[c][1]) for c in VITAL_CODES])
+
+
+def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skeleton) -> Batch:
+    """All four tables for patients ``block * BLOCK + 1`` ... (as many as the skeleton holds)."""
+    n = len(sk)
+    first_id = block * BLOCK + 1
+    ids = np.arange(first_id, first_id + n, dtype=np.int64)
+    r_demo, r_inj, r_flow, r_vit = (np.random.default_rng(s)
+                                    for s in np.random.SeedSequence([scenario.seed, 2, block]).spawn(4))
+    category = sk.category.astype(np.int64)
+    front = sk.front.astype(np.int64)
+    warfare = sk.warfare.astype(np.int64)
+    day = sk.day.astype(np.int64)
+    nations = tuple(scenario.nations())
+
+    demo = demographics.draw(r_demo, scenario, nations, ids, front, category, sk.time_s)
+    inj, cond = injuries.draw(r_inj, scenario, category, warfare, front, day, sk.mascal, env)
+    code = inj["condition_code"]
+    offsets = np.array([f.utc_offset_h for f in scenario.fronts])
+    p = {"category": category, "triage": inj["triage"], "severity": inj["severity"], "mechanism": inj["mechanism"],
+         "region": inj["body_region"], "lethal": inj["lethal"], "instant": inj["instant"], "mascal": sk.mascal,
+         "front": front, "day": day, "t0": sk.time_s,
+         "local_hour": ((sk.time_s % 86_400) // 3600 + offsets[front]) % 24,
+         "fracture": code.is_in(_fracture_codes()).to_numpy(),
+         "spinal": (code == "1734006").to_numpy(), "severe_tbi": (code == "127295002").to_numpy(),
+         "burn": inj["mechanism"] == MECHANISMS.index("burn")}
+    journey = flow.simulate(r_flow, scenario, env, p)
+    ev = flow.emit(r_flow, p, journey)
+    vit = vitals.measurements(r_vit, p, journey, code)
+    outcome = flow.outcomes(journey)
+    start_us = int(scenario.start.timestamp()) * US
+
+    def ts(seconds: np.ndarray) -> pl.Series:
+        return pl.Series(start_us + np.asarray(seconds, dtype=np.int64) * US).cast(pl.Datetime("us", "UTC"))
+
+    dead = (outcome == OUTCOMES.index("KIA")) | (outcome == OUTCOMES.index("DOW"))
+    death_type = enum_col(DEATH_TYPES, (category != 0).astype(np.int64))
+    labels = _lut(arrivals.STREAM_LABELS, pl.String).gather(sk.stream.astype(np.int64))
+    patients = pl.DataFrame({
+        "patient_id": ids,
+        "service_number": demo["service_number"],
+        "given_name": demo["given_name"],
+        "family_name": demo["family_name"],
+        "sex": enum_col(SEXES, demo["sex"]),
+        "birth_date": pl.Series(demo["birth_date"]).cast(pl.Date),
+        "age": demo["age"],
+        "nationality": demo["nationality"],
+        "rank": enum_col(RANKS, demo["rank"]),
+        "blood_group": enum_col(BLOOD_GROUPS, demo["blood_group"]),
+        "front": _lut(tuple(f.name for f in scenario.fronts), pl.String).gather(front),
+        "category": enum_col(CATEGORIES, category),
+        "mechanism": enum_col(MECHANISMS, inj["mechanism"]),
+        "body_region": enum_col(REGIONS, inj["body_region"]),
+        "polytrauma": inj["polytrauma"],
+        "condition_code": code,
+        "condition_display": code.replace_strict(_display_map(), return_dtype=pl.String),
+        "severity": enum_col(SEVERITIES, inj["severity"]),
+        "triage": enum_col(TRIAGES, inj["triage"]),
+        "injury_time": ts(sk.time_s),
+        "event_id": pl.DataFrame({"f": front + 1, "l": labels, "d": day + 1, "i": sk.incident}).select(
+            pl.format("F{}-{}-D{}-{}", "f", "l", pl.col("d").cast(pl.String).str.zfill(3),
+                      pl.col("i").cast(pl.String).str.zfill(5))).to_series(),
+        "mass_casualty": sk.mascal,
+        "warfare_type": enum_col(WARFARE_TYPES, warfare),
+        "outcome": enum_col(OUTCOMES, outcome),
+        "outcome_time": ts(ev["last_time"]),
+        "last_facility": enum_col(FACILITIES, ev["last_fac"]),
+    }).with_columns(death_type=pl.when(pl.Series(dead)).then(death_type))
+
+    events = pl.DataFrame({
+        "patient_id": ids[ev["idx"]],
+        "seq": ev["seq"].astype(np.int16),
+        "time": ts(ev["time"]),
+        "facility": enum_col(FACILITIES, ev["fac"]),
+        "event": enum_col(EVENTS, ev["ev"]),
+        "detail": _lut(tuple(flow.tables().details), pl.String).gather(ev["detail"]),
+    })
+    conditions = pl.DataFrame({
+        "patient_id": ids[cond["idx"]],
+        "rank": _ranks(cond["idx"]).astype(np.int8),
+        "code": cond["code"],
+        "display": cond["code"].replace_strict(_display_map(), return_dtype=pl.String),
+        "body_region": enum_col(REGIONS, cond["body_region"]),
+        "severity": enum_col(SEVERITIES, cond["severity"]),
+    })
+    # a vital sign is never recorded after the patient's last event
+    vtime = np.minimum(vit["time"], ev["last_time"][vit["idx"]])
+    vitals_df = pl.DataFrame({
+        "patient_id": ids[vit["idx"]],
+        "time": ts(vtime),
+        "facility": enum_col(FACILITIES, vit["fac"]),
+        "code": enum_col(VITAL_CODES, vit["code"]),
+        "name": enum_col(VITAL_NAMES, vit["code"]),
+        "value": vit["value"],
+        "unit": enum_col(VITAL_UNITS, _vital_unit_idx()[vit["code"]]),
+    })
+    return Batch(patients.select(list(PATIENTS)), events.select(list(EVENTS_SCHEMA)),
+                 conditions.select(list(CONDITIONS)), vitals_df.select(list(VITALS)))
+
+
+def _ranks(idx: np.ndarray) -> np.ndarray:
+    if not len(idx):
+        return idx
+    starts = np.r_[0, np.flatnonzero(np.diff(idx)) + 1]
+    counts = np.diff(np.r_[starts, len(idx)])
+    return np.arange(len(idx)) - np.repeat(starts, counts) + 1
+
+
+# --- chunking and workers ----------------------------------------------------------------------------------
+
+def _concat(batches: list[Batch]) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(*(pl.concat([getattr(b, t) for b in batches], rechunk=False)
+                   for t in ("patients", "events", "conditions", "vitals")))
+
+
+def _split(batch: Batch, n: int) -> tuple[Batch, Batch]:
+    """The first ``n`` patients of a batch, and the rest."""
+    last_id = batch.first_id + n - 1
+
+    def cut(df: pl.DataFrame) -> int:
+        return int(df["patient_id"].search_sorted(last_id, side="right"))
+
+    parts = []
+    for table in ("patients", "events", "conditions", "vitals"):
+        df = getattr(batch, table)
+        k = cut(df)
+        parts.append((df.slice(0, k), df.slice(k)))
+    return Batch(*(a for a, _ in parts)), Batch(*(b for _, b in parts))
+
+
+def rechunk(blocks: Iterator[Batch], chunk_size: int) -> Iterator[Batch]:
+    """Regroup blocks into batches of exactly ``chunk_size`` patients (the last may be shorter)."""
+    held: list[Batch] = []
+    count = 0
+    for b in blocks:
+        held.append(b)
+        count += b.size
+        while count >= chunk_size:
+            merged = _concat(held)
+            head, rest = _split(merged, chunk_size)
+            yield head
+            held, count = ([rest] if rest.size else []), rest.size
+    if count:
+        yield _concat(held)
+
+
+_worker_env: dict = {}
+
+
+def _work(args) -> Batch:
+    scenario, block, sk = args
+    key = scenario.sha256()
+    if key not in _worker_env:
+        _worker_env.clear()
+        _worker_env[key] = arrivals.environment_effects(scenario)
+    return generate_block(scenario, _worker_env[key], block, sk)
+
+
+def blocks(scenario: Scenario, workers: int = 1) -> Iterator[Batch]:
+    """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes."""
+    plan = arrivals.make_plan(scenario)
+    skeletons = arrivals.blocks(plan, BLOCK)
+    if workers <= 1:
+        for b, sk in enumerate(skeletons):
+            yield generate_block(scenario, plan.env, b, sk)
+        return
+    # bounded in-flight work keeps memory flat when the writer is slower than the workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for b, sk in enumerate(skeletons):
+            pending.append(pool.submit(_work, (scenario, b, sk)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def stream(scenario: Scenario, chunk_size: int = 100_000, workers: int = 1) -> Iterator[Batch]:
+    """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order."""
+    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:
+        raise ValueError(f"chunk_size {chunk_size!r} is not allowed (a whole number from 1 to {MAX_CHUNK:,})")
+    if not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise ValueError(f"workers {workers!r} is not allowed (a whole number from 1 to 64)")
+    yield from rechunk(blocks(scenario, workers), chunk_size)
+
+
+def generate(scenario: Scenario) -> Batch:
+    """The whole run in memory (small runs, tests and previews only)."""
+    return _concat(list(blocks(scenario)))

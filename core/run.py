@@ -1,0 +1,125 @@
+"""One generation run: stream a scenario into a sink and write its manifest last.
+
+Used by the CLI and the dashboard. Progress goes to a callback; a threading.Event cancels cleanly (the sink
+removes its temporary files, no final-named partial file is left, and the manifest says ``cancelled``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import core
+from core import generator
+from core.scenario import Scenario
+from core.schema import CONTRACT_VERSION
+from core.sinks import FORMATS, create_sink
+
+
+class RunCancelled(Exception):
+    pass
+
+
+@dataclass
+class Progress:
+    patients_done: int
+    patients_total: int
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.patients_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.patients_total - self.patients_done) / self.rate if self.rate > 0 else None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished worker processes, in MB."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return round(max(own, kids) / 2**20, 1)
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / f".manifest.json.partial-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+
+
+def check_output_dir(out: Path, force: bool = False) -> None:
+    """Refuse to overwrite an earlier run unless asked: a run folder is never silently replaced."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if (out / "manifest.json").exists() and not force:
+        raise ValueError(f"--out {out} already holds a run (manifest.json); choose another folder or pass --force")
+
+
+def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compress: bool = False,
+                 password: str | None = None, chunk_size: int = 100_000, workers: int = 1,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 cancel: threading.Event | None = None, run_id: str | None = None) -> dict:
+    """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    started = time.time()
+    t0 = time.perf_counter()
+    manifest = {
+        "contract_version": CONTRACT_VERSION, "generator_version": core.__version__, "run_id": run_id,
+        "seed": scenario.seed, "scenario": scenario.to_dict(), "scenario_sha256": scenario.sha256(),
+        "patients": 0, "format": fmt, "compressed": compress, "encrypted": password is not None,
+        "chunk_size": chunk_size, "workers": workers, "block_size": generator.BLOCK,
+        "started_at": _utc(started),
+    }
+    done = 0
+    status, error, files = "completed", None, []
+    try:
+        with create_sink(fmt, out, compress=compress, password=password) as sink:
+            for batch in generator.stream(scenario, chunk_size=chunk_size, workers=workers):
+                if cancel is not None and cancel.is_set():
+                    raise RunCancelled()
+                sink.write(batch)
+                done += batch.size
+                if on_progress:
+                    on_progress(Progress(done, scenario.patients, time.perf_counter() - t0))
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled()
+        files = sink.files
+    except (RunCancelled, KeyboardInterrupt):
+        status = "cancelled"
+    except Exception as exc:  # recorded in the manifest, then raised for the caller to report
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        _finish(out, manifest, started, t0, done, status, error, [])
+        raise
+    return _finish(out, manifest, started, t0, done, status, error, files)
+
+
+def _finish(out, manifest, started, t0, done, status, error, files) -> dict:
+    elapsed = time.perf_counter() - t0
+    manifest.update({
+        "patients": done if status == "completed" else 0, "patients_generated": done,
+        "finished_at": _utc(started + elapsed), "elapsed_s": round(elapsed, 3),
+        "patients_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
+        "peak_rss_mb": peak_rss_mb(), "status": status, "files": files,
+    })
+    if error:
+        manifest["error"] = error
+    _write_manifest(out, manifest)
+    return manifest
