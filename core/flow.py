@@ -122,7 +122,7 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
     before = slow & (t_kia < A)
     t_die = np.where(before, t_kia, t_die)
     reached = slow & ~before
-    slack_min = (t_kia - A) / 60
+    slack_min = np.maximum(t_kia - A, 0) / 60
     salvage = mort["salvage"]["max"] * (1 - np.exp(-slack_min / mort["salvage"]["scale_min"]))
     saved = reached & (rng.random(n) < salvage)
     doomed &= ~saved
@@ -249,7 +249,7 @@ def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
             add(i, arr[i, k], 10 * k + 1, fac[i, k], EV["arrival"], 0)
         i = np.flatnonzero(dep[:, k] != NA)
         add(i, dep[i, k], 10 * k + 8, fac[i, k], EV["departure"], mode[i, k])
-        _treatments(rng, p, s, k, add)
+    _treatments(rng, p, s, add)
     # terminal events
     i = np.flatnonzero(s["natural"])
     st = s["term_stage"][i]
@@ -275,7 +275,8 @@ def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
     ev = np.concatenate(cols["ev"])
     keep |= ev == EV["death"]
     out = {k: np.concatenate(v)[keep] for k, v in cols.items()}
-    order = np.lexsort((out["key"], out["time"], out["idx"]))
+    # one int64 sort key: patient (< 2^24), time in seconds (< 2^32), tie-break key (< 2^7)
+    order = np.argsort((out["idx"] << 39) | (out["time"] << 7) | out["key"], kind="stable")
     out = {k: v[order] for k, v in out.items()}
     starts = np.r_[0, np.flatnonzero(np.diff(out["idx"])) + 1]
     counts = np.diff(np.r_[starts, len(out["idx"])])
@@ -303,30 +304,42 @@ def death_place(s: dict, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return where, np.where(in_transit, dest, NA)
 
 
-def _treatments(rng, p: dict, s: dict, k: int, add) -> None:
+def _treatments(rng, p: dict, s: dict, add) -> None:
+    """Treatments started at each facility, at times inside the stay there (DOMAIN.md §9.1)."""
     t = tables()
     fac, arr, dep = s["fac"], s["arr"], s["dep"]
-    present = fac[:, k] != NA
-    if not present.any():
-        return
-    end = np.where(dep[:, k] != NA, dep[:, k], np.where(s["term_stage"] == k, s["t_term"], s["cutoff"]))
-    for rule in t.rules:
-        f = FACILITIES.index(rule["at"])
-        mask = present & (fac[:, k] == f)
-        mask &= np.isin(p["category"], [CATEGORIES.index(c) for c in rule["categories"]])
-        if "triage" in rule:
-            mask &= np.isin(p["triage"], [TRIAGES.index(x) for x in rule["triage"]])
-        if "regions" in rule:
-            mask &= np.isin(p["region"], [REGIONS.index(r) for r in rule["regions"]])
-        if "severity" in rule:
-            mask &= np.isin(p["severity"], [SEVERITIES.index(x) for x in rule["severity"]])
-        if rule.get("fracture"):
-            mask &= p["fracture"]
-        mask &= ~p["instant"]
-        i = np.flatnonzero(mask & (rng.random(len(mask)) < rule["p"]))
-        if not len(i):
+    n = len(fac)
+    rows = np.arange(n)
+    for f in range(R4):
+        at_f = fac == f                      # a patient is at a given facility in one stage at most
+        here = at_f.any(axis=1) & ~p["instant"]
+        k = np.argmax(at_f, axis=1)
+        start = arr[rows, k]
+        leave = dep[rows, k]
+        end = np.where(leave != NA, leave, np.where(s["term_stage"] == k, s["t_term"], s["cutoff"]))
+        for rule, ok in _rule_masks(p, f):
+            i = np.flatnonzero(here & ok & (rng.random(n) < rule["p"]))
+            if not len(i):
+                continue
+            span = np.minimum(end[i] - start[i], rule["within_min"] * 60)
+            when = start[i] + (rng.random(len(i)) * np.maximum(span, 0)).astype(np.int64)
+            add(i, when, 10 * k[i] + 2, f, EV["treatment_start"], t.detail_index[rule["code"]])
+
+
+def _rule_masks(p: dict, facility: int):
+    """Each treatment rule of a facility with the patients it applies to (lookup tables, no isin)."""
+    for rule in tables().rules:
+        if FACILITIES.index(rule["at"]) != facility:
             continue
-        start = arr[i, k]
-        span = np.minimum(end[i] - start, rule["within_min"] * 60)
-        when = start + (rng.random(len(i)) * np.maximum(span, 0)).astype(np.int64)
-        add(i, when, 10 * k + 2, f, EV["treatment_start"], t.detail_index[rule["code"]])
+        ok = _lookup(CATEGORIES, rule["categories"])[p["category"]]
+        for key, vocab, col in (("triage", TRIAGES, "triage"), ("regions", REGIONS, "region"),
+                                ("severity", SEVERITIES, "severity")):
+            if key in rule:
+                ok = ok & _lookup(vocab, rule[key])[p[col]]
+        if rule.get("fracture"):
+            ok = ok & p["fracture"]
+        yield rule, ok
+
+
+def _lookup(vocab: tuple, allowed: list) -> np.ndarray:
+    return np.isin(np.array(vocab), allowed)

@@ -24,6 +24,7 @@ from core.schema import (BLOOD_GROUPS, CATEGORIES, CONDITIONS, DEATH_TYPES, EVEN
 
 BLOCK = 16_384            # part of the reproducibility contract: changing it changes every run's data
 MAX_CHUNK = 5_000_000
+BLOCK_DEFAULT = BLOCK  # one block per batch: no regrouping copies, flat memory
 US = 1_000_000
 
 
@@ -229,7 +230,7 @@ def blocks(scenario: Scenario, workers: int = 1) -> Iterator[Batch]:
             yield pending.popleft().result()
 
 
-def stream(scenario: Scenario, chunk_size: int = 100_000, workers: int = 1) -> Iterator[Batch]:
+def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1) -> Iterator[Batch]:
     """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order."""
     if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:
         raise ValueError(f"chunk_size {chunk_size!r} is not allowed (a whole number from 1 to {MAX_CHUNK:,})")

@@ -19,6 +19,7 @@ from typing import Callable
 
 import core
 from core import generator
+from core.generator import BLOCK_DEFAULT
 from core.scenario import Scenario
 from core.schema import CONTRACT_VERSION
 from core.sinks import FORMATS, create_sink
@@ -70,7 +71,7 @@ def check_output_dir(out: Path, force: bool = False) -> None:
 
 
 def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compress: bool = False,
-                 password: str | None = None, chunk_size: int = 100_000, workers: int = 1,
+                 password: str | None = None, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
                  on_progress: Callable[[Progress], None] | None = None,
                  cancel: threading.Event | None = None, run_id: str | None = None) -> dict:
     """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json)."""

@@ -1,0 +1,79 @@
+"""Engine benchmark: patients/s and peak RSS per format and size, each case in a fresh process.
+
+    python -m core bench                 # 50,000 and 1,000,000 patients, every format, + memory at 100,000
+    python -m core bench --quick         # 50,000 only
+    python -m core bench --sizes 200000 --formats parquet --workers 2
+
+Not a timed test: numbers depend on the machine. The older public tool needs about 60 s and 800 MB for
+50,000 patients; the speed-up column compares against that.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+OLD_TOOL_S_PER_50K = 60.0
+
+
+def run_case(patients: int, fmt: str, workers: int, chunk: int | None, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "core", "generate", "--patients", str(patients), "--format", fmt,
+               "--workers", str(workers), "--out", str(out), "--quiet", "--seed", "1", *extra]
+        if chunk:
+            cmd += ["--chunk-size", str(chunk)]
+        subprocess.run(cmd, check=True, env=os.environ.copy())
+        m = json.loads((out / "manifest.json").read_text())
+        return {"patients": patients, "format": fmt + (" +" + "+".join(x.strip("-") for x in extra) if extra else ""),
+                "workers": workers, "seconds": m["elapsed_s"], "patients_per_s": m["patients_per_s"],
+                "peak_rss_mb": m["peak_rss_mb"], "mb_written": round(sum(f["bytes"] for f in m["files"]) / 2**20, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core bench")
+    ap.add_argument("--sizes", default="50000,1000000", help="comma-separated patient counts")
+    ap.add_argument("--formats", default="parquet,csv,ndjson,json")
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    ap.add_argument("--chunk-size", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="50,000 patients only")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    sizes = [50_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        for fmt in args.formats.split(","):
+            for w in (int(x) for x in args.workers.split(",")):
+                rows.append(run_case(n, fmt, w, args.chunk_size, []))
+                print(_line(rows[-1]), flush=True)
+    if not args.quick:
+        for extra in (["--compress"], ["--encrypt"]):
+            env_pw = os.environ.setdefault("ENCRYPTION_PASSWORD", "benchmark-only-password")
+            rows.append(run_case(sizes[0], "parquet", 1, args.chunk_size, extra))
+            print(_line(rows[-1]), flush=True)
+            del env_pw
+        # flat memory: the same format at 100,000 and at the largest size
+        small = run_case(100_000, "parquet", 1, args.chunk_size, [])
+        big = next((r for r in rows if r["patients"] == max(sizes) and r["format"] == "parquet" and r["workers"] == 1), None)
+        if big:
+            growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
+            print(f"memory: {small['peak_rss_mb']:.0f} MB at 100,000 vs {big['peak_rss_mb']:.0f} MB at "
+                  f"{big['patients']:,} patients ({growth:+.0%})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _line(r: dict) -> str:
+    speedup = OLD_TOOL_S_PER_50K * r["patients"] / 50_000 / r["seconds"] if r["seconds"] else float("nan")
+    return (f"{r['patients']:>10,} {r['format']:<18} workers {r['workers']}  {r['seconds']:7.2f} s  "
+            f"{r['patients_per_s']:>10,.0f} patients/s  peak {r['peak_rss_mb']:6.0f} MB  "
+            f"{r['mb_written']:8.1f} MB written  x{speedup:,.0f} vs older tool")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
