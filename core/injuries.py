@@ -31,6 +31,7 @@ class Tables:
     region_poly: np.ndarray      # (mechanism, region) for polytrauma patients
     region_single: np.ndarray    # (mechanism, region) otherwise
     region_secondary: np.ndarray  # (mechanism, region) for secondary injuries
+    repeat_region: np.ndarray    # (mechanism,) secondary injuries may share the primary region
     poly: np.ndarray             # (mechanism, 4): P(poly), mean if poly, mean otherwise, max
     severity: np.ndarray         # (category, 4)
     codes: pl.Series             # flat candidate codes
@@ -83,6 +84,11 @@ def tables() -> Tables:
     region_poly[:, MULTIPLE] = m_poly
     secondary = others.copy()
     secondary[:, SYSTEMIC] = 0
+    repeat_region = np.zeros(nm, dtype=bool)   # may a secondary injury hit the primary region again?
+    for mech, row in inj["secondary_region_by_mechanism"].items():
+        if not mech.startswith("_"):
+            secondary[MECH[mech]] = row
+            repeat_region[MECH[mech]] = True
     sec_ok = secondary.sum(axis=1) > 0
     secondary[sec_ok] /= secondary[sec_ok].sum(axis=1, keepdims=True)
 
@@ -121,7 +127,7 @@ def tables() -> Tables:
                                        np.array([table[c][1] for c in codes], dtype=float))
     tri = np.array([[inj["triage"][k][s] for s in SEVERITIES] for k in ("normal", "mascal")], dtype=float)
     lethal = np.array([fl["mortality"]["lethal"][c] for c in CATEGORIES], dtype=float)
-    return Tables(bi_mech, nbi_mech, region_poly, others, secondary, poly, sev, pl.Series(flat, dtype=pl.String),
+    return Tables(bi_mech, nbi_mech, region_poly, others, secondary, repeat_region, poly, sev, pl.Series(flat, dtype=pl.String),
                   off, length, dis_codes, np.array([REG[dis[c][0]] for c in dis_codes]), dis_w, bsi_codes,
                   np.array([inj["bsi"][c] for c in bsi_codes], dtype=float), como, tri, lethal)
 
@@ -229,7 +235,8 @@ def _conditions(rng, t: Tables, category, mech, region, sev, polytrauma, warfare
     sidx = np.repeat(np.arange(n), k_inj)
     if len(sidx):
         probs = t.region_secondary[mech[sidx]].copy()
-        probs[np.arange(len(sidx)), region[sidx]] = 0
+        other = ~t.repeat_region[mech[sidx]]
+        probs[np.flatnonzero(other), region[sidx[other]]] = 0
         empty = probs.sum(axis=1) == 0
         probs[empty] = t.region_secondary[mech[sidx[empty]]]
         u = rng.random(len(sidx))
