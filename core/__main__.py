@@ -90,6 +90,8 @@ def _summary(m: dict, out: Path) -> None:
         f"Run {m['run_id']} completed: {m['patients']:,} patients, scenario '{m['scenario']['name']}', seed {m['seed']}",
         f"  time      {m['elapsed_s']:.2f} s   ({m['patients_per_s']:,.0f} patients/s)",
         f"  memory    {m['peak_rss_mb']:.0f} MB peak RSS",
+        f"  realism   {m['calibration']['pass']} published targets met, {m['calibration']['warn']} warnings "
+        f"(calibration.json)",
         f"  output    {out}  ({total / 2**20:,.1f} MB, {m['format']}"
         f"{', gzip' if m['compressed'] else ''}{', AES-256-GCM' if m['encrypted'] else ''})",
     ]
@@ -117,6 +119,18 @@ def cmd_validate(args) -> int:
           f"{len(scenario.fronts)} front(s), sha256 {scenario.sha256()[:16]}…")
     if args.show:
         print(json.dumps(scenario.to_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from core import generator
+    from core.calibration import calibrate, format_report
+    scenario = load_scenario(args.scenario).with_overrides(patients=args.patients, seed=args.seed)
+    try:
+        report = calibrate(scenario, generator.stream(scenario, workers=args.workers))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
 
@@ -160,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("--show", action="store_true", help="print the validated scenario with defaults filled in")
     v.set_defaults(func=cmd_validate)
+    c = sub.add_parser("calibrate", help="generate in memory and compare with the published targets")
+    c.add_argument("--scenario", help="preset id, 'default', or a scenario JSON file")
+    c.add_argument("--patients", type=int, default=200_000, help="patients to generate (default 200,000)")
+    c.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
+    c.add_argument("--workers", type=int, default=1, help="worker processes")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.set_defaults(func=cmd_calibrate)
     d = sub.add_parser("decrypt", help="decrypt an .enc file (password from ENCRYPTION_PASSWORD or a prompt)")
     d.add_argument("input")
     d.add_argument("output")

@@ -256,7 +256,8 @@ def make_plan(sc: Scenario) -> ArrivalPlan:
         z2 = rng.standard_normal((2, nd))
         quiet = np.exp(sigma / 2 * z2 - (sigma / 2) ** 2 / 2)
         bi_norm = bi_day_w[f] / bi_day_w[f].mean()
-        bsi_w = sum(lag[k] * np.concatenate([np.zeros(k), bi_norm[:nd - k]]) for k in range(3)) + cfg["bsi_floor"]
+        bsi_w = sum(lag[k] * np.concatenate([np.zeros(min(k, nd)), bi_norm[:max(nd - k, 0)]])
+                    for k in range(3)) + cfg["bsi_floor"]
         day_w = {NBI: dnbi_tempo * env["casualty"][f] * quiet[0],
                  DIS: dnbi_tempo * env["disease"][f] * quiet[1],
                  BSI: bsi_w}

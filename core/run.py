@@ -19,6 +19,7 @@ from typing import Callable
 
 import core
 from core import generator
+from core.calibration import Calibration
 from core.generator import BLOCK_DEFAULT
 from core.scenario import Scenario
 from core.schema import CONTRACT_VERSION
@@ -91,18 +92,23 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     }
     done = 0
     status, error, files = "completed", None, []
+    calibration = Calibration(scenario)
     try:
         with create_sink(fmt, out, compress=compress, password=password) as sink:
             for batch in generator.stream(scenario, chunk_size=chunk_size, workers=workers):
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled()
                 sink.write(batch)
+                calibration.add(batch)
                 done += batch.size
                 if on_progress:
                     on_progress(Progress(done, scenario.patients, time.perf_counter() - t0))
             if cancel is not None and cancel.is_set():
                 raise RunCancelled()
         files = sink.files
+        report = calibration.report()
+        (out / "calibration.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        manifest["calibration"] = report["summary"]
     except (RunCancelled, KeyboardInterrupt):
         status = "cancelled"
     except Exception as exc:  # recorded in the manifest, then raised for the caller to report
