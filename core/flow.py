@@ -144,7 +144,7 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
         f = here[idx]
         probs = t.routing[f, tri[idx]].copy()
         rtd_col = 3
-        sick_r1 = dnbi_sick[idx] & (f == R1)
+        sick_r1 = (cat[idx] != BI) & (f == R1)  # disease and non-battle injuries: mostly treated forward
         probs[sick_r1, rtd_col] = np.minimum(probs[sick_r1, rtd_col] * fl["dnbi_r1_rtd_factor"], fl["dnbi_r1_rtd_cap"])
         probs[doomed[idx], rtd_col] = 0                       # the dying are not sent back to duty
         serious = (p["spinal"][idx] | p["severe_tbi"][idx]) & (f == R2)
