@@ -373,8 +373,11 @@ class _DayDraw:
         if not self.parts:
             return _empty()
         sk = Skeleton.concat(self.parts)
+        # an incident's spread may not run past the window: reflect it back inside (clipping would pile
+        # casualties up on the last second)
         end = self.sc.days * DAY_S - 1
-        np.clip(sk.time_s, 0, end, out=sk.time_s)  # an incident's spread may not run past the window
+        over = sk.time_s > end
+        sk.time_s[over] = np.maximum(2 * end - sk.time_s[over], self.day * DAY_S)
         return _take(sk, np.argsort(sk.time_s, kind="stable"))
 
 

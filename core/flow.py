@@ -104,7 +104,10 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
     transit = lognormal(rng, times["poi_r1"], n) / np.where(m0 == GROUND, mobility, 1.0)
     leg12 = _leg(rng, times["r1_r2"], m0, n, times["transit_factor"], mobility)
     leg23 = _leg(rng, times["r2_r3"], m0, n, times["transit_factor"], mobility)
-    transit = transit + np.where(first >= R2, leg12, 0) + np.where(first >= R3, leg23, 0)
+    # a MEDEVAC helicopter flies straight to the Role 2/3 it bypasses to; by road the legs add up
+    by_road = transit + np.where(first >= R2, leg12, 0) + np.where(first >= R3, leg23, 0)
+    direct = np.where(first == R2, leg12, leg23)
+    transit = np.where((first >= R2) & (m0 == AIR), direct, by_road)
     mode[:, 0] = m0
     fac[:, 1] = first
     arr[:, 1] = dep[:, 0] + np.maximum(np.round(transit), 60).astype(np.int64)
