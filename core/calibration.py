@@ -126,14 +126,14 @@ class Calibration:
         wia = bi_n - kia
         serious = kia + wia - c["rtd72"]
         mech_total = sum(v for k, v in c.items() if isinstance(k, tuple) and k[0] == "bi_mech")
-        mech = lambda m: c[("bi_mech", m)] / mech_total if mech_total else None  # noqa: E731
+        mech = lambda m: (c[("bi_mech", m)] / mech_total, mech_total) if mech_total else None  # noqa: E731
         nbi_n = sum(v for k, v in c.items() if isinstance(k, tuple) and k[0] == "outcome" and k[1] == "NBI")
-        ratio = lambda a, b: a / b if b else None  # noqa: E731
+        ratio = lambda a, b: (a / b, b) if b else None  # noqa: E731  (value, denominator)
         posture = sc.evacuation_posture
         types = set(sc.warfare_types) | {t for f in sc.fronts for t in (f.warfare_types or {})}
         # when a published figure describes this scenario; otherwise the row is n/a and says why
-        penetrating = sum(mech(m) or 0 for m in ("explosive", "drone", "gunshot"))
-        cbrn = mech("cbrn") or 0
+        penetrating = sum((mech(m) or (0, 0))[0] for m in ("explosive", "drone", "gunshot"))
+        cbrn = (mech("cbrn") or (0, 0))[0]
         delay = float(environment_effects(sc)["evac_delay_min"].mean())
         bi_share = sc.category_mix["BI"]
         nbi_share = sc.category_mix["NBI"] / max(sc.category_mix["BI"] + sc.category_mix["NBI"], 1e-9)
@@ -216,13 +216,18 @@ def _count(df: pl.DataFrame, condition: pl.Expr) -> int:
     return int(df.select(condition.fill_null(False).sum()).item())
 
 
-def _row(rid, metric, value, low, high, source, applies, why_not, note=None) -> dict:
+def _row(rid, metric, measured, low, high, source, applies, why_not, note=None) -> dict:
+    """A target row; ``measured`` is (proportion, denominator). Pass when the 95 % sampling interval of the
+    proportion reaches the published range, so small runs are not failed for noise."""
+    value, n = measured if measured is not None else (None, 0)
+    margin = 1.96 * (value * (1 - value) / n) ** 0.5 if value is not None and n else 0.0
     if not applies or value is None:
         status, note = "n/a", why_not if not applies else "no data"
     else:
-        status = "pass" if low - 1e-9 <= value <= high + 1e-9 else "warn"
+        status = "pass" if value + margin >= low - 1e-9 and value - margin <= high + 1e-9 else "warn"
     return {"id": str(rid), "metric": metric, "value": None if value is None else round(float(value), 4),
-            "low": low, "high": high, "source": source, "status": status, "note": note}
+            "n": int(n), "margin": round(margin, 4), "low": low, "high": high, "source": source,
+            "status": status, "note": note}
 
 
 def calibrate(scenario: Scenario, batches) -> dict:
@@ -238,9 +243,9 @@ def format_report(report: dict) -> str:
              f"{report['evacuation_posture']} evacuation): {report['summary']['pass']} pass, "
              f"{report['summary']['warn']} warn, {report['summary']['n/a']} n/a"]
     for r in report["targets"]:
-        value = "-" if r["value"] is None else (f"{r['value']:.1%}" if r["value"] <= 1 and r["id"] != "14" else f"{r['value']:,}")
+        value = "-" if r["value"] is None else (f"{r['value']:.1%} ±{r['margin']:.1%}" if r["id"] != "14" else f"{r['value']:,}")
         target = (f"{r['low']:.1%}–{r['high']:.1%}" if r["id"] != "14" else f"{r['low']:,}")
-        lines.append(f"  {r['status']:<5} {r['id']:>5} {r['metric']:<62} {value:>9}  target {target:<13} {r['source']}")
+        lines.append(f"  {r['status']:<5} {r['id']:>5} {r['metric']:<66} {value:>14}  target {target:<13} {r['source']}")
         if r["note"] and r["status"] != "pass":
             lines.append(f"{'':14}{r['note']}")
     return "\n".join(lines)

@@ -185,7 +185,7 @@ def draw(rng: np.random.Generator, scenario, category: np.ndarray, warfare: np.n
     # triage from severity (MASCAL table in mass-casualty incidents), category rules, scenario overrides
     tri = draw_rows(rng, t.triage.reshape(8, 4), mascal.astype(np.int64) * 4 + sev)
     tri = np.where((is_dis | is_bsi) & (tri == 3), 0, tri)
-    tri = np.where(is_bsi & (sev >= 2), 1, tri)
+    tri = np.where(is_bsi & ((sev >= 2) | (tri == 0)), 1, tri)  # battle stress is never immediate (T1)
     for key, shares in scenario.triage_override.items():
         hit = (category == CATEGORIES.index(key)) if key in CATEGORIES else (mech == MECH[key])
         k = np.flatnonzero(hit)

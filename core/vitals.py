@@ -60,6 +60,13 @@ def first_set(rng, p: dict, code: pl.Series) -> np.ndarray:
             v[hit, HR] = rng.uniform(*mod["hr"], size=k)
         if "rr" in mod:
             v[hit, RR] = rng.uniform(*mod["rr"], size=k)
+        if mod.get("others_normal"):
+            normal = _draw(rng, _bands()[np.full(k, 2)])
+            for col in (SBP, DBP_RATIO, SPO2, TEMP, GCS):
+                v[hit, col] = normal[:, col]
+    # haemorrhagic shock: every injured T1 has a shock index (HR / SBP) above 1
+    injured_t1 = t1 & (p["category"] <= 1)
+    v[:, HR] = np.where(injured_t1, np.maximum(v[:, HR], v[:, SBP] * rng.uniform(1.05, 1.4, n)), v[:, HR])
     return v
 
 
