@@ -4,18 +4,22 @@ Bad input ends with exit code 2 and one line on stderr that says what is wrong a
 """
 from __future__ import annotations
 
-import argparse
-import getpass
-import json
-import os
 import sys
-import threading
-import time
-from pathlib import Path
 
-from core import reference
-from core.scenario import ScenarioError, load_scenario
-from core.sinks import FORMATS, DecryptionError, decrypt_file
+try:  # Ctrl-C while the libraries load ends as quietly as Ctrl-C later on
+    import argparse
+    import getpass
+    import json
+    import os
+    import threading
+    from pathlib import Path
+
+    from core import reference
+    from core.scenario import ScenarioError, load_scenario
+    from core.sinks import FORMATS, DecryptionError, decrypt_file
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 EXIT_BAD_INPUT = 2
 

@@ -232,11 +232,15 @@ def blocks(scenario: Scenario, workers: int = 1) -> Iterator[Batch]:
 
 def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1) -> Iterator[Batch]:
     """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order."""
-    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:
-        raise ValueError(f"chunk_size {chunk_size!r} is not allowed (a whole number from 1 to {MAX_CHUNK:,})")
-    if not isinstance(workers, int) or not 1 <= workers <= 64:
-        raise ValueError(f"workers {workers!r} is not allowed (a whole number from 1 to 64)")
+    check_options(chunk_size, workers)
     yield from rechunk(blocks(scenario, workers), chunk_size)
+
+
+def check_options(chunk_size: int, workers: int) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:
+        raise ValueError(f"chunk size {chunk_size!r} is not allowed (a whole number from 1 to {MAX_CHUNK:,})")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise ValueError(f"workers {workers!r} is not allowed (a whole number from 1 to 64)")
 
 
 def generate(scenario: Scenario) -> Batch:

@@ -5,6 +5,7 @@ removes its temporary files, no final-named partial file is left, and the manife
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -57,10 +58,18 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _write_json(out: Path, name: str, data: dict, rows: int | None = None) -> dict:
+    """Write under a temporary name, then rename: a final name never holds a partial file."""
+    payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+    tmp = out / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.write_bytes(payload)
+    os.replace(tmp, out / name)
+    return {"name": name, "table": name.removesuffix(".json"), "rows": rows, "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest()}
+
+
 def _write_manifest(out: Path, manifest: dict) -> None:
-    tmp = out / f".manifest.json.partial-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    _write_json(out, "manifest.json", manifest)
 
 
 def check_output_dir(out: Path, force: bool = False) -> None:
@@ -78,6 +87,7 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
+    generator.check_options(chunk_size, workers)  # before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
@@ -107,7 +117,7 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
                 raise RunCancelled()
         files = sink.files
         report = calibration.report()
-        (out / "calibration.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        files.append(_write_json(out, "calibration.json", report, rows=len(report["targets"])))
         manifest["calibration"] = report["summary"]
     except (RunCancelled, KeyboardInterrupt):
         status = "cancelled"

@@ -187,6 +187,14 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _normalised(shares: dict) -> dict:
+    """Shares scaled to sum 1 and rounded to 12 decimals: validating a validated scenario changes nothing,
+    so its canonical JSON and sha256 are stable."""
+    total = sum(shares.values())
+    scale = 1.0 if abs(total - 1.0) <= 1e-9 else total
+    return {k: round(v / scale, 12) for k, v in shares.items()}
+
+
 class _Validator:
     def __init__(self, data: dict[str, Any]):
         self.data = data
@@ -257,7 +265,7 @@ class _Validator:
             hint = " (give fractions, not percent)" if abs(total - 100) < 1e-6 else ""
             self.problems.append(f"{where}: shares sum to {total:g}, they must sum to 1{hint}")
             return None
-        return {k: v / total for k, v in out.items() if v > 0 or not exact_sum}
+        return {k: v for k, v in _normalised(out).items() if v > 0 or not exact_sum}
 
     def tempo(self, where: str, value: Any) -> str | tuple[float, ...] | None:
         if isinstance(value, str):
@@ -365,7 +373,8 @@ class _Validator:
                                  force_size=force, utc_offset_h=offset))
         if len(out) != len(value):
             return None
-        return tuple(replace(f, casualty_share=f.casualty_share / total) for f in out)
+        shares = _normalised({i: f.casualty_share for i, f in enumerate(out)})
+        return tuple(replace(f, casualty_share=shares[i]) for i, f in enumerate(out))
 
     def special_events(self, value: Any, days: int | None, fronts: list[str]) -> tuple[SpecialEvent, ...]:
         if not isinstance(value, list):

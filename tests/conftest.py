@@ -1,0 +1,84 @@
+"""Shared fixtures for the engine and CLI tests: repository paths, small generated runs, subprocess helpers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from core import generator
+from core.run import generate_run
+from core.scenario import Scenario, load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+# the CI copies shared/ beside the repository
+CONTRACT_CHECK = Path(__file__).resolve().parents[2] / "shared" / "checks" / "contract_check.py"
+TABLE_NAMES = ("patients", "events", "conditions", "vitals")
+
+
+def run_contract_check(run_dir: Path) -> subprocess.CompletedProcess:
+    """Run shared/checks/contract_check.py on a run folder."""
+    if not CONTRACT_CHECK.exists():
+        pytest.fail(f"contract checker not found at {CONTRACT_CHECK} (the CI copies shared/ beside the repo)")
+    return subprocess.run([sys.executable, str(CONTRACT_CHECK), str(run_dir)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_contract_holds(run_dir: Path) -> str:
+    result = run_contract_check(run_dir)
+    assert result.returncode == 0 and "contract holds" in result.stdout, (
+        f"contract check failed on {run_dir} (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def cli(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL, timeout: float = 120,
+        cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``python -m core ARGS`` from the repository root; stdin is not a terminal unless given."""
+    full_env = {k: v for k, v in os.environ.items() if k != "ENCRYPTION_PASSWORD"}
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, env=full_env, stdin=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def tables(batches) -> dict[str, pl.DataFrame]:
+    """Concatenate streamed batches into the four tables."""
+    batches = list(batches)
+    return {t: pl.concat([getattr(b, t) for b in batches]) for t in TABLE_NAMES}
+
+
+@pytest.fixture(scope="session")
+def default_scenario() -> Scenario:
+    return load_scenario("default")
+
+
+@pytest.fixture(scope="session")
+def scenario_20k(default_scenario) -> Scenario:
+    return default_scenario.with_overrides(patients=20_000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def batch_20k(scenario_20k):
+    """A 20,000-patient default run, in memory (generated once per session)."""
+    return generator.generate(scenario_20k)
+
+
+@pytest.fixture(scope="session")
+def scenario_3k(default_scenario) -> Scenario:
+    return default_scenario.with_overrides(patients=3_000, seed=5)
+
+
+@pytest.fixture(scope="session")
+def parquet_run(tmp_path_factory, scenario_3k):
+    """A 3,000-patient parquet run folder written by generate_run, and its returned manifest."""
+    out = tmp_path_factory.mktemp("run_parquet") / "run"
+    manifest = generate_run(scenario_3k, out, fmt="parquet")
+    return out, manifest
