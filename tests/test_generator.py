@@ -276,7 +276,8 @@ def test_manifest_describes_the_files_on_disk(parquet_run, scenario_3k):
         data = (out / entry["name"]).read_bytes()
         assert entry["bytes"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest(), entry["name"]
-        assert entry["rows"] == pl.read_parquet(out / entry["name"]).height, entry["name"]
+        if entry["name"].endswith(".parquet"):
+            assert entry["rows"] == pl.read_parquet(out / entry["name"]).height, entry["name"]
     assert next(f for f in manifest["files"] if f["name"] == "patients.parquet")["rows"] == scenario_3k.patients
 
 
