@@ -22,6 +22,7 @@ import core
 from core import generator
 from core.calibration import Calibration
 from core.generator import BLOCK_DEFAULT
+from core.memory import tune_allocator
 from core.scenario import Scenario
 from core.schema import CONTRACT_VERSION
 from core.sinks import FORMATS, create_sink
@@ -88,6 +89,7 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
     generator.check_options(chunk_size, workers)  # before anything is written
+    tune_allocator()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

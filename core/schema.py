@@ -32,15 +32,16 @@ SEXES = ("male", "female")
 WARFARE_TYPES = ("conventional", "artillery", "urban", "guerrilla", "drone", "naval", "cbrn", "peacekeeping")
 DEATH_TYPES = ("battle", "non_battle")
 
-# LOINC code -> (short name, UCUM unit); order is the order of a measurement set
+# LOINC code -> (LOINC short name, UCUM unit, LOINC long common name); order is the order of a measurement set.
+# The contract's `name` column is the short name; FHIR displays use the long common name.
 VITAL_SIGNS = {
-    "8867-4": ("Heart rate", "/min"),
-    "9279-1": ("Respiratory rate", "/min"),
-    "8480-6": ("Systolic blood pressure", "mm[Hg]"),
-    "8462-4": ("Diastolic blood pressure", "mm[Hg]"),
-    "59408-5": ("Oxygen saturation in Arterial blood by Pulse oximetry", "%"),
-    "8310-5": ("Body temperature", "Cel"),
-    "9269-2": ("Glasgow coma score total", "{score}"),
+    "8867-4": ("Heart rate", "/min", "Heart rate"),
+    "9279-1": ("Resp rate", "/min", "Respiratory rate"),
+    "8480-6": ("BP sys", "mm[Hg]", "Systolic blood pressure"),
+    "8462-4": ("BP dias", "mm[Hg]", "Diastolic blood pressure"),
+    "59408-5": ("SaO2 % BldA PulseOx", "%", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+    "8310-5": ("Body temperature", "Cel", "Body temperature"),
+    "9269-2": ("GCS total", "{score}", "Glasgow coma score total"),
 }
 VITAL_CODES = tuple(VITAL_SIGNS)
 VITAL_NAMES = tuple(v[0] for v in VITAL_SIGNS.values())

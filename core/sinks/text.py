@@ -14,7 +14,7 @@ from core.schema import TABLES
 
 from .base import Sink, pieces
 
-PIECE_ROWS = 100_000  # ~5-15 MB of text per piece: bounded memory, few calls
+PIECE_ROWS = 32_768  # ~5-15 MB of text per piece: bounded memory, few calls
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"  # what polars' JSON writer emits, so CSV and NDJSON agree
 
 
