@@ -260,7 +260,7 @@ def test_compress_writes_gzip_files_that_decompress_to_valid_files(tmp_path, fmt
     result = cli("generate", "--patients", "700", "--format", fmt, "--compress", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    tables = ("patients",) if fmt == "json" else TABLE_NAMES
+    tables = TABLE_NAMES
     assert data_files(out) == sorted(f"{t}.{fmt}.gz" for t in tables)
     rows = {f["name"]: f["rows"] for f in manifest["files"]}
     plain = tmp_path / f"{fmt}-plain"

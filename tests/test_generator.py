@@ -185,7 +185,7 @@ def test_json_run_holds_every_patient_with_nested_rows(tmp_path, scenario_3k, pa
     manifest = generate_run(scenario_3k, out, fmt="json")
     assert manifest["status"] == "completed" and manifest["patients"] == scenario_3k.patients
     files = {f["name"]: f for f in manifest["files"]}
-    assert set(files) == {"patients.json", "calibration.json"}
+    assert set(files) == {"patients.json", "events.json", "conditions.json", "vitals.json", "calibration.json"}
     records = json.loads((out / "patients.json").read_text(encoding="utf-8"))
     assert isinstance(records, list)
     assert len(records) == files["patients.json"]["rows"] == scenario_3k.patients
@@ -194,6 +194,7 @@ def test_json_run_holds_every_patient_with_nested_rows(tmp_path, scenario_3k, pa
     flat = {f["name"].split(".")[0]: f["rows"] for f in parquet_run[1]["files"]}
     for child in ("events", "conditions", "vitals"):
         assert sum(len(r[child]) for r in records) == flat[child], child
+        assert files[f"{child}.json"]["rows"] == flat[child], child
     first = records[0]
     assert first["events"][0]["seq"] == 0 and first["events"][0]["event"] == "injury"
     assert "patient_id" not in first["events"][0]

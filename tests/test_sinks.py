@@ -119,14 +119,20 @@ def visible(folder) -> list[str]:
 def test_round_trip(tmp_path, fmt, compress, password):
     files = write_run(tmp_path, fmt, compress=compress, password=password)
     suffix = fmt + (".gz" if compress else "") + (".enc" if password else "")
-    tables = ["patients"] if fmt == "json" else list(TABLES)
+    tables = list(TABLES)
     assert [f["name"] for f in files] == [f"{t}.{suffix}" for t in tables]
     assert visible(tmp_path) == sorted(f["name"] for f in files)  # no temp files left
     want = expected()
     assert [f["rows"] for f in files] == [want[t].height for t in tables]
-    got = read_back(fmt, {f["table"]: plain_bytes(tmp_path / f["name"], password) for f in files})
+    data = {f["table"]: plain_bytes(tmp_path / f["name"], password) for f in files}
+    got = read_back(fmt, data)
     for table in TABLES:
         assert_frame_equal(got[table], want[table], check_dtypes=True)
+    if fmt == "json":  # the flat arrays hold the same rows as the nested patients
+        for table in ("events", "conditions", "vitals"):
+            flat = pl.DataFrame(json.loads(data[table]), schema={c: pl.String if d.is_temporal() else d
+                                                                 for c, d in PLAIN[table].items()})
+            assert_frame_equal(parse_times(flat, table), want[table], check_dtypes=True)
 
 
 def test_parquet_gives_plain_strings_and_utc_times(tmp_path):
@@ -145,7 +151,7 @@ def test_parquet_gives_plain_strings_and_utc_times(tmp_path):
 
 def test_json_is_one_array_of_nested_patients(tmp_path):
     write_run(tmp_path, "json")
-    assert visible(tmp_path) == ["patients.json"]
+    assert visible(tmp_path) == ["conditions.json", "events.json", "patients.json", "vitals.json"]
     records = json.loads((tmp_path / "patients.json").read_text(encoding="utf-8"))
     assert [p["patient_id"] for p in records] == list(range(1, 16))
     for p in records:
@@ -175,7 +181,7 @@ def test_empty_run_writes_valid_empty_files(tmp_path, fmt):
     elif fmt == "csv":
         assert (tmp_path / "conditions.csv").read_text() == "patient_id,rank,code,display,body_region,severity\n"
     elif fmt == "json":
-        assert json.loads((tmp_path / "patients.json").read_text()) == []
+        assert all(json.loads((tmp_path / f"{t}.json").read_text()) == [] for t in TABLES)
     else:
         assert (tmp_path / "patients.ndjson").read_bytes() == b""
 

@@ -1,4 +1,4 @@
-"""JSON: one file, ``patients.json``, holding ONE array of nested patient records.
+"""JSON: ``patients.json`` holds ONE array of nested patient records; the other three tables are arrays too.
 
 Each element is a patients row with three more keys, ``events``, ``conditions`` and ``vitals``: arrays of that
 patient's rows in the other tables, in table order, without the repeated ``patient_id``::
@@ -9,9 +9,9 @@ patient's rows in the other tables, in table order, without the repeated ``patie
     …
     ]
 
-Why only one file: every row of the other three tables is inside it, so writing ``events.json`` and the rest too
-would double the output for no new information; a consumer that wants flat tables picks csv, ndjson or parquet.
-The manifest therefore lists one file for this format, whose ``rows`` counts patients.
+The data contract asks for all four files in every format, so ``events.json``, ``conditions.json`` and
+``vitals.json`` are written as well: each one array of that table's flat rows (with ``patient_id``), the same
+objects as a line of the NDJSON format. A consumer that wants one document reads ``patients.json`` alone.
 Scalars render as in the other text formats (``text.py``): ISO 8601 times with ``+00:00``, dates
 ``YYYY-MM-DD``. The array is streamed: ``[`` at open, records as polars writes them as NDJSON with the line
 breaks between records turned into ``,\\n`` (JSON strings never hold a raw line break), ``]`` at close.
@@ -26,7 +26,7 @@ import polars as pl
 from core.schema import Batch
 
 from .base import Sink, pieces
-from .text import render
+from .text import PIECE_ROWS, render
 
 PIECE_PATIENTS = 2_000  # ~4 KB per nested patient: ~9 MB of text per piece
 CHILDREN = ("events", "conditions", "vitals")
@@ -82,12 +82,32 @@ class NestedJsonEncoder:
         self._pool.shutdown()
 
 
+class FlatJsonEncoder:
+    """One JSON array of a flat table's rows, streamed piece by piece."""
+
+    def __init__(self, stream):
+        self._stream, self._written = stream, False
+        stream.write(b"[\n")
+
+    def write(self, frame: pl.DataFrame) -> int:
+        for piece in pieces(frame, PIECE_ROWS):
+            text = records(piece)
+            self._stream.write(b",\n" + text if self._written else text)
+            self._written = True
+        return frame.height
+
+    def finish(self) -> None:
+        self._stream.write(b"\n]\n" if self._written else b"]\n")
+
+    def discard(self) -> None:
+        pass
+
+
 class JsonSink(Sink):
     ext = "json"
-    tables = ("patients",)
 
-    def _payloads(self, batch: Batch) -> dict[str, Batch]:
-        return {"patients": batch}
+    def _payloads(self, batch: Batch) -> dict:
+        return {"patients": batch, **{name: getattr(batch, name) for name in CHILDREN}}
 
-    def _encoder(self, table: str, stream) -> NestedJsonEncoder:
-        return NestedJsonEncoder(stream)
+    def _encoder(self, table: str, stream):
+        return NestedJsonEncoder(stream) if table == "patients" else FlatJsonEncoder(stream)
