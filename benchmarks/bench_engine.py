@@ -34,6 +34,27 @@ def run_case(patients: int, fmt: str, workers: int, chunk: int | None, extra: li
                 "peak_rss_mb": m["peak_rss_mb"], "mb_written": round(sum(f["bytes"] for f in m["files"]) / 2**20, 1)}
 
 
+def stage_case(patients: int, with_calibration: bool) -> dict:
+    """The engine alone (no file), with or without the calibration report, in a fresh process."""
+    code = (
+        "import json,sys,time\n"
+        "from core import generator\nfrom core.calibration import Calibration\n"
+        "from core.scenario import load_scenario\nfrom core.run import peak_rss_mb\n"
+        f"sc = load_scenario('default').with_overrides(patients={patients}, seed=1)\n"
+        f"cal = Calibration(sc) if {with_calibration} else None\n"
+        "t = time.perf_counter()\n"
+        "for b in generator.stream(sc):\n"
+        "    cal is not None and cal.add(b)\n"
+        "cal is not None and cal.report()\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'seconds': round(dt, 3), 'patients_per_s': round(sc.patients / dt, 1),"
+        " 'peak_rss_mb': peak_rss_mb()}))\n")
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return {"patients": patients, "format": "engine" + (" +calibration" if with_calibration else " only"),
+            "workers": 1, "mb_written": 0.0, **json.loads(res.stdout)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core bench")
     ap.add_argument("--sizes", default="50000,1000000", help="comma-separated patient counts")
@@ -45,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [50_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     rows = []
+    if not args.quick:  # what the realistic model costs: the engine without any file, with and without calibration
+        base, calibrated = stage_case(max(sizes), False), stage_case(max(sizes), True)
+        rows += [base, calibrated]
+        print(_line(base), flush=True)
+        print(_line(calibrated), flush=True)
+        print(f"calibration report costs {base['patients_per_s'] / calibrated['patients_per_s'] - 1:+.0%} "
+              "generation time (limit: 25%)", flush=True)
     for n in sizes:
         for fmt in args.formats.split(","):
             for w in (int(x) for x in args.workers.split(",")):
@@ -56,13 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_case(sizes[0], "parquet", 1, args.chunk_size, extra))
             print(_line(rows[-1]), flush=True)
             del env_pw
-        # flat memory: the same format at 100,000 and at the largest size
-        small = run_case(100_000, "parquet", 1, args.chunk_size, [])
-        big = next((r for r in rows if r["patients"] == max(sizes) and r["format"] == "parquet" and r["workers"] == 1), None)
-        if big:
-            growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
-            print(f"memory: {small['peak_rss_mb']:.0f} MB at 100,000 vs {big['peak_rss_mb']:.0f} MB at "
-                  f"{big['patients']:,} patients ({growth:+.0%})")
+        # flat memory: each format at 100,000 and at the largest size
+        for fmt in args.formats.split(","):
+            big = next((r for r in rows if r["patients"] == max(sizes) and r["format"] == fmt
+                        and r["workers"] == 1), None)
+            if big:
+                small = run_case(100_000, fmt, 1, args.chunk_size, [])
+                growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
+                print(f"memory {fmt}: {small['peak_rss_mb']:.0f} MB at 100,000 vs {big['peak_rss_mb']:.0f} MB at "
+                      f"{big['patients']:,} patients ({growth:+.0%})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -54,10 +54,22 @@ def _bar(done: int, total: int, rate: float, eta: float | None) -> str:
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} patients  {rate:,.0f}/s  {eta_txt}"
 
 
+def _patients_arg(text: str) -> int | str:
+    if text.strip().lower() == "force":
+        return "force"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of patients or 'force'") from None
+
+
 def cmd_generate(args) -> int:
     from core.run import check_output_dir, generate_run
     scenario = load_scenario(args.scenario)
-    scenario = scenario.with_overrides(patients=args.patients, seed=args.seed, days=args.days)
+    force_mode = args.patients == "force"
+    scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days)
+    if force_mode:  # N, BI share and front shares from force sizes and published daily rates (DOMAIN.md §3.8)
+        scenario = scenario.from_force_size()
     out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.scenario or 'default')).stem}-seed{scenario.seed}-{scenario.patients}"
     try:
         check_output_dir(out, args.force)
@@ -157,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
     g = sub.add_parser("generate", help="generate a run into a folder")
     g.add_argument("--scenario", help="preset id (see `presets`), 'default', or a scenario JSON file")
-    g.add_argument("--patients", type=int, help="number of patients (1 to 100,000,000)")
+    g.add_argument("--patients", type=_patients_arg,
+                   help="number of patients (1 to 100,000,000), or 'force' to derive it from the fronts' "
+                        "force_size and published daily casualty rates")
     g.add_argument("--seed", type=int, help="random seed (0 to 2^63-1); same scenario + seed = same data")
     g.add_argument("--days", type=int, help="scenario length in days (1 to 180)")
     g.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")

@@ -139,6 +139,50 @@ class Scenario:
     def nations(self) -> list[str]:
         return sorted({n for f in self.fronts for n in f.nationality_mix})
 
+    # --- force-size mode (DOMAIN.md §3.8) -----------------------------------------------------------------
+    @property
+    def force_size(self) -> int | None:
+        """Troops on all fronts, when every front gives its force size; else None."""
+        sizes = [f.force_size for f in self.fronts]
+        return sum(sizes) if all(s is not None for s in sizes) else None
+
+    def implied_rate(self) -> float | None:
+        """Casualties per 1,000 troops per day that ``patients`` implies (a plausibility hint), or None."""
+        force = self.force_size
+        return None if force is None else self.patients / (force / 1000) / self.days
+
+    def force_size_estimate(self) -> dict[str, Any]:
+        """Battle and DNBI casualties per front that the published daily rates give for this force and length."""
+        if self.force_size is None:
+            missing = [f"fronts[{i}] '{f.name}'" for i, f in enumerate(self.fronts) if f.force_size is None]
+            raise ScenarioError([f"force-size mode needs force_size (100 to 500,000) on every front; "
+                                 f"missing on {', '.join(missing)}"])
+        rates = reference.arrivals()["force_size"]
+        wia = rates["wia_per_1000_day"] * rates["intensity_factor"][self.intensity]
+        fronts = [{"front": f.name, "force_size": f.force_size,
+                   "bi": f.force_size / 1000 * wia * self.days,
+                   "dnbi": f.force_size / 1000 * rates["dnbi_per_1000_day"] * self.days} for f in self.fronts]
+        bi, dnbi = sum(f["bi"] for f in fronts), sum(f["dnbi"] for f in fronts)
+        return {"patients": max(1, round(bi + dnbi)), "bi": bi, "dnbi": dnbi, "fronts": fronts,
+                "wia_per_1000_day": wia, "dnbi_per_1000_day": rates["dnbi_per_1000_day"]}
+
+    def from_force_size(self) -> "Scenario":
+        """This scenario with N, the BI share and the fronts' casualty shares from force sizes and daily rates.
+
+        The disease, non-battle injury and stress categories keep their proportions to each other."""
+        est = self.force_size_estimate()
+        total = est["bi"] + est["dnbi"]
+        dnbi_mix = {k: v for k, v in self.category_mix.items() if k != "BI"}
+        dnbi_sum = sum(dnbi_mix.values())
+        if dnbi_sum <= 0:
+            dnbi_mix, dnbi_sum = {"DIS": 1.0}, 1.0
+        mix = {"BI": est["bi"] / total, **{k: est["dnbi"] / total * v / dnbi_sum for k, v in dnbi_mix.items()}}
+        data = self.to_dict()
+        for front, f in zip(data["fronts"], est["fronts"]):
+            front["casualty_share"] = (f["bi"] + f["dnbi"]) / total
+        data.update(patients=est["patients"], category_mix=mix)
+        return Scenario.from_dict(data, base=data)
+
 
 def load_scenario(name_or_path: str | Path | None = None) -> Scenario:
     """A preset id (``presets`` lists them), ``default``, or the path of a scenario JSON file."""

@@ -310,3 +310,22 @@ def test_an_interrupted_run_leaves_no_data_file(tmp_path):
     assert leftovers == [], f"temporary files left behind: {leftovers}"
     if (out / "manifest.json").exists():
         assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["status"] == "cancelled"
+
+
+def test_patients_force_derives_n_from_force_sizes(tmp_path):
+    data = {"fronts": [{"name": "North", "casualty_share": 1, "nationality_mix": {"POL": 1}, "force_size": 5000}],
+            "days": 4, "intensity": "high", "special_events": []}
+    path = tmp_path / "force.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    out = tmp_path / "run"
+    result = cli("generate", "--scenario", str(path), "--patients", "force", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["patients"] == round(5 * 3.81 * 4)
+
+
+def test_patients_force_without_force_sizes_is_bad_input(tmp_path):
+    result = cli("generate", "--patients", "force", "--out", str(tmp_path / "x"))
+    assert_bad_input(result, "force_size", "fronts[0]")
+    bad = cli("generate", "--patients", "many", "--out", str(tmp_path / "y"))
+    assert_bad_input(bad, "'many'", "force")

@@ -328,3 +328,41 @@ def test_with_overrides_checks_dependent_fields():
     with pytest.raises(ScenarioError) as info:
         s.with_overrides(days=3)  # the event's day 8 no longer fits
     assert "special_events[0].day" in str(info.value)
+
+
+# --- force-size mode (DOMAIN.md §3.8) ---------------------------------------------------------------------------
+
+def _with_forces(sizes, **overrides):
+    data = load_scenario("default").to_dict()
+    for front, size in zip(data["fronts"], sizes):
+        front["force_size"] = size
+    data.update(overrides)
+    return Scenario.from_dict(data)
+
+
+def test_force_size_mode_gives_published_daily_rates():
+    sc = _with_forces([20_000, 8_000, 2_000], days=10, intensity="high")
+    derived = sc.from_force_size()
+    # high intensity: 1.77 WIA + 2.04 DNBI per 1,000 troops per day (FORECAS) -> 3.81 / 1,000 / day
+    assert derived.patients == round(30 * 3.81 * 10)
+    assert derived.implied_rate() == pytest.approx(3.81, abs=0.01)
+    assert 0.2 <= derived.implied_rate() / 10 <= 0.8  # 0.2-0.8 % per day: Ukraine .. Okinawa
+    assert derived.category_mix["BI"] == pytest.approx(1.77 / 3.81, abs=1e-6)
+    # the non-battle categories keep their proportions to each other
+    mix = sc.category_mix
+    assert derived.category_mix["DIS"] / derived.category_mix["NBI"] == pytest.approx(mix["DIS"] / mix["NBI"])
+    assert [f.casualty_share for f in derived.fronts] == pytest.approx([2 / 3, 8 / 30, 2 / 30])
+
+
+def test_force_size_mode_scales_battle_casualties_with_intensity():
+    low = _with_forces([10_000] * 3, intensity="low").from_force_size()
+    extreme = _with_forces([10_000] * 3, intensity="extreme").from_force_size()
+    assert extreme.patients > low.patients
+    assert extreme.category_mix["BI"] > low.category_mix["BI"]
+
+
+def test_force_size_mode_needs_every_front_sized():
+    sc = _with_forces([10_000, None, 500])
+    assert sc.force_size is None and sc.implied_rate() is None
+    with pytest.raises(ScenarioError, match=r"fronts\[1\] 'Estonia'"):
+        sc.from_force_size()
