@@ -25,6 +25,7 @@ from core.generator import BLOCK_DEFAULT
 from core.memory import tune_allocator
 from core.scenario import Scenario
 from core.schema import CONTRACT_VERSION
+from core.fhir import PROFILES as FHIR_PROFILES
 from core.sinks import FORMATS, create_sink
 
 
@@ -84,10 +85,13 @@ def check_output_dir(out: Path, force: bool = False) -> None:
 def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compress: bool = False,
                  password: str | None = None, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
                  on_progress: Callable[[Progress], None] | None = None,
-                 cancel: threading.Event | None = None, run_id: str | None = None) -> dict:
+                 cancel: threading.Event | None = None, run_id: str | None = None,
+                 fhir_profile: str | None = None) -> dict:
     """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
+    if fhir_profile is not None and (fmt != "fhir" or fhir_profile not in FHIR_PROFILES):
+        raise ValueError(f"--fhir-profile {fhir_profile!r} needs --format fhir and one of {', '.join(FHIR_PROFILES)}")
     generator.check_options(chunk_size, workers)  # before anything is written
     tune_allocator()
     out = Path(out)
@@ -102,11 +106,14 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         "chunk_size": chunk_size, "workers": workers, "block_size": generator.BLOCK,
         "started_at": _utc(started),
     }
+    if fmt == "fhir":
+        manifest["fhir_profile"] = fhir_profile or "collection"
     done = 0
     status, error, files = "completed", None, []
     calibration = Calibration(scenario)
     try:
-        with create_sink(fmt, out, compress=compress, password=password) as sink:
+        with create_sink(fmt, out, compress=compress, password=password, fhir_profile=fhir_profile,
+                         seed=scenario.seed) as sink:
             for batch in generator.stream(scenario, chunk_size=chunk_size, workers=workers):
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled()

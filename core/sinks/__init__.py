@@ -15,17 +15,28 @@ from pathlib import Path
 from .base import Sink
 from .crypto import DecryptionError, decrypt_file, derive_key
 from .nested import JsonSink
+from .fhir import FhirSink
 from .parquet import ParquetSink
 from .text import CsvSink, NdjsonSink
 
 __all__ = ["FORMATS", "Sink", "create_sink", "DecryptionError", "decrypt_file", "derive_key"]
 
-SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "csv": CsvSink, "ndjson": NdjsonSink, "json": JsonSink}
+SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "csv": CsvSink, "ndjson": NdjsonSink, "json": JsonSink,
+                                "fhir": FhirSink}
 FORMATS = tuple(SINKS)
 
 
-def create_sink(fmt: str, out_dir: str | Path, *, compress: bool = False, password: str | None = None) -> Sink:
-    """A new (not yet opened) sink writing ``<table>.<fmt>[.gz][.enc]`` files into ``out_dir``."""
+def create_sink(fmt: str, out_dir: str | Path, *, compress: bool = False, password: str | None = None,
+                fhir_profile: str | None = None, seed: int = 0) -> Sink:
+    """A new (not yet opened) sink writing ``<table>.<fmt>[.gz][.enc]`` files into ``out_dir``.
+
+    ``fmt="fhir"``: Parquet tables plus ``fhir/Bundle.ndjson``; ``fhir_profile`` ``collection`` (default) or
+    ``ips``, ``seed`` (the run's) fixes the bundles' UUIDs."""
     if fmt not in SINKS:
         raise ValueError(f"unknown output format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt == "fhir":
+        return FhirSink(out_dir, compress=compress, password=password, profile=fhir_profile or "collection",
+                        seed=seed)
+    if fhir_profile is not None:
+        raise ValueError(f"a FHIR profile applies only to the fhir format, not {fmt!r}")
     return SINKS[fmt](out_dir, compress=compress, password=password)
