@@ -14,8 +14,6 @@ from __future__ import annotations
 from contextlib import suppress
 
 import polars as pl
-import pyarrow.parquet as pq
-
 from core.schema import TABLES
 
 from .base import Sink
@@ -43,6 +41,8 @@ class ParquetEncoder:
     def __init__(self, stream, schema: dict):
         arrow_schema = pl.DataFrame(schema=schema).to_arrow(compat_level=ARROW).schema
         delta = [name for name, dtype in schema.items() if dtype.is_integer() or dtype.is_temporal()]
+        import pyarrow.parquet as pq  # here, not at import: text runs need not carry pyarrow's ~45 MB
+
         self._writer = pq.ParquetWriter(
             ArrowStream(stream), arrow_schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
             store_schema=False, use_dictionary=[name for name in schema if name not in delta],

@@ -1,4 +1,4 @@
-"""CSV and NDJSON: polars serialises pieces of each batch; the bytes stream on through the layers.
+"""CSV and NDJSON: polars serialises each batch straight into the layers below (no batch-sized text buffer).
 
 Times are ISO 8601 / RFC 3339 with a ``+00:00`` offset and only the fraction digits needed
 (``2026-11-28T14:00:00+00:00``, ``…:00.250+00:00``), the same in both formats; dates are ``YYYY-MM-DD``,
@@ -12,10 +12,25 @@ import polars as pl
 
 from core.schema import TABLES
 
-from .base import Sink, pieces
+from .base import Sink
 
-PIECE_ROWS = 32_768  # ~5-15 MB of text per piece: bounded memory, few calls
+PIECE_ROWS = 32_768  # rows per rendered piece where text must be post-processed (nested.py): ~5 MB
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"  # what polars' JSON writer emits, so CSV and NDJSON agree
+
+
+class Forward:
+    """A file object for polars' writers that passes each buffer it flushes (1-10 MB) straight to the layers
+    below, so no batch-sized text buffer is ever built (and no copy of it made)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data) -> int:
+        self._stream.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def render(write, **options) -> memoryview:
@@ -30,9 +45,8 @@ class CsvEncoder:
         self._stream, self._schema, self._header = stream, schema, True
 
     def write(self, frame: pl.DataFrame) -> int:
-        for piece in pieces(frame, PIECE_ROWS):
-            self._stream.write(render(piece.write_csv, include_header=self._header, datetime_format=TIME_FORMAT))
-            self._header = False
+        frame.write_csv(Forward(self._stream), include_header=self._header, datetime_format=TIME_FORMAT)
+        self._header = False
         return frame.height
 
     def finish(self) -> None:
@@ -48,8 +62,7 @@ class NdjsonEncoder:
         self._stream = stream
 
     def write(self, frame: pl.DataFrame) -> int:
-        for piece in pieces(frame, PIECE_ROWS):
-            self._stream.write(render(piece.write_ndjson))
+        frame.write_ndjson(Forward(self._stream))
         return frame.height
 
     def finish(self) -> None:
