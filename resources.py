@@ -79,3 +79,173 @@ def preview(scenario_json: str, patients: int) -> pl.DataFrame:
 
 def scenario_for(preset_id: str) -> Scenario:
     return load_scenario(preset_id)
+
+
+# --- database, generation jobs and metrics (Generate, Monitor, Runs pages) ------------------------------------
+DB_RECHECK_S = 5.0  # how often a background thread re-checks the database (pages never wait on it)
+
+
+class DatabaseLink:
+    """The process's engine (one pool) or the one-line reason there is none, re-checked in the background.
+
+    Pages read ``engine`` / ``error`` without waiting: only the first look (at start-up) connects in the
+    caller's thread; after that a daemon thread retries a down database and notices one that went away.
+    """
+
+    def __init__(self) -> None:
+        self.engine = None
+        self.error: str | None = None
+        self.described: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="mpg-db-check", daemon=True)
+        self._thread.start()
+
+    def refresh(self) -> None:
+        from core.jobs import _db
+        db = _db()
+        if db is None:
+            engine, error = None, "database support is not installed (core.db or SQLAlchemy is missing)"
+        else:
+            engine, error = self.engine, None
+            try:
+                if engine is None:
+                    engine = db.get_engine()
+                    self.described = db.describe(engine)
+                else:
+                    db.check(engine)
+            except db.DatabaseUnavailable as exc:
+                error = str(exc)
+            except Exception as exc:  # a bad URL or a missing driver is also "the database is not there"
+                error = f"database unavailable: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self.engine, self.error = engine, error
+
+    def usable(self):
+        """The engine when the last check passed, else None."""
+        with self._lock:
+            return self.engine if self.error is None else None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(DB_RECHECK_S):
+            self.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda link: link.close())
+def database() -> DatabaseLink:
+    return DatabaseLink()
+
+
+def db_engine():
+    """The SQLAlchemy engine (one pool per process), or None while the database is down (see ``db_error``)."""
+    return database().usable()
+
+
+def db_error() -> str | None:
+    """Why the database cannot be used (one line, for a banner), or None when it answers."""
+    return database().error
+
+
+def cache_hit_rate() -> float | None:
+    from core.metrics import hit_rate
+    return hit_rate(cache_stats().snapshot())
+
+
+@st.cache_resource(show_spinner=False)
+def job_registry():
+    """Generation jobs shared by every session and tab of this process (one run at a time)."""
+    from core import settings
+    from core.jobs import JobRegistry
+    from core.metrics import hit_rate
+    # the worker threads get plain objects, never a Streamlit call
+    link, stats = database(), cache_stats()
+    return JobRegistry(settings.runs_dir, engine=link.usable, cache_hit_rate=lambda: hit_rate(stats.snapshot()))
+
+
+def exports_dir():
+    """Where run ZIPs are written (``<data dir>/exports``), outside the run folders."""
+    from core import settings
+    path = settings.data_dir() / "exports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pool_status(link: DatabaseLink | None = None) -> dict | None:
+    from core.jobs import _db
+    engine, db = (link or database()).usable(), _db()
+    return db.pool_status(engine) if engine is not None and db is not None else None
+
+
+def pool_status_now() -> dict | None:
+    """The live pool status (no query), or None when there is no database."""
+    try:
+        return _pool_status()
+    except Exception:
+        return None
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda sampler: sampler.stop())
+def metrics_sampler():
+    """CPU, memory, threads and database pool of this process, sampled every second in a daemon thread."""
+    from core.metrics import ProcessSampler
+    link = database()
+    return ProcessSampler(pool_status=lambda: _pool_status(link)).start()
+
+
+@st.cache_resource(show_spinner=False)
+def page_timings():
+    """Script-run time of each page (app.py records it around ``pg.run()``)."""
+    from core.metrics import PageTimings
+    return PageTimings()
+
+
+@counted_cache_data(ttl=60, max_entries=8)
+def run_history(version: int) -> list[dict]:
+    """All runs, newest first (``version`` is ``job_registry().version``: a new key when runs change;
+    the minute's ttl picks up runs registered by the CLI in the database)."""
+    return job_registry().run_history()
+
+
+def runs() -> list[dict]:
+    return run_history(job_registry().version)
+
+
+@counted_cache_data(max_entries=256)
+def run_summary(run_id: str) -> dict:
+    """A finished run's manifest (without the full scenario) and, for persisted runs, the database summary."""
+    from core.jobs import _db, _read_manifest
+    registry = job_registry()
+    manifest = _read_manifest(registry.runs_root / run_id) or {}
+    summary = {"manifest": {k: v for k, v in manifest.items() if k != "scenario"}, "counts": None}
+    engine, db = db_engine(), _db()
+    if engine is not None and db is not None:
+        try:
+            row = db.get_run(engine, run_id)
+            if row and row.get("persisted") and row.get("status") == "completed":
+                summary["counts"] = db.run_summary(engine, run_id)
+        except db.DatabaseUnavailable:
+            pass
+    return summary
+
+
+@counted_cache_data()
+def default_scenario() -> Scenario:
+    """The default scenario (Generate uses it when the Scenario page has not set one)."""
+    return load_scenario("default")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_caches() -> bool:
+    """Fill the lookups once per process at start-up and start the sampler, so first page views are warm."""
+    preset_choices()
+    default_scenario()
+    database()
+    metrics_sampler()
+    for run in runs()[:20]:
+        if run.get("status") in ("completed", "cancelled", "failed") and run.get("on_disk"):
+            run_summary(run["run_id"])
+    return True

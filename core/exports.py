@@ -1,0 +1,67 @@
+"""A run folder as one ZIP file, streamed to disk file by file (never built in memory).
+
+Already-compressed files (Parquet, ``.gz``, ``.enc``) are stored as they are; text files are deflated.
+The ZIP is written under a temporary name and renamed when complete, and reused while the run is unchanged.
+Downloads: see ``download_limit_bytes``.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+STORED_SUFFIXES = (".parquet", ".gz", ".enc")
+
+
+def zip_path(run_folder: Path, exports_dir: Path) -> Path:
+    return Path(exports_dir) / f"{Path(run_folder).name}.zip"
+
+
+def zip_run(run_folder: Path, exports_dir: Path) -> Path:
+    """ZIP every file of ``run_folder`` into ``exports_dir/<run_id>.zip`` (reused if newer than the run)."""
+    run_folder, exports_dir = Path(run_folder), Path(exports_dir)
+    if not (run_folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"{run_folder} is not a finished run (no manifest.json)")
+    exports_dir.mkdir(parents=True, exist_ok=True)
+    target = zip_path(run_folder, exports_dir)
+    files = sorted(p for p in run_folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    newest = max(p.stat().st_mtime for p in files)
+    if target.is_file() and target.stat().st_mtime >= newest:
+        return target
+    tmp = exports_dir / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+            for path in files:  # ZipFile.write copies in 8 KB pieces
+                method = zipfile.ZIP_STORED if path.name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+                zf.write(path, arcname=f"{run_folder.name}/{path.relative_to(run_folder).as_posix()}", compress_type=method, compresslevel=6)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def remove_zip(run_id: str, exports_dir: Path) -> None:
+    (Path(exports_dir) / f"{run_id}.zip").unlink(missing_ok=True)
+
+
+def download_limit_bytes() -> int:
+    """Largest file offered as a browser download (``MPG_DOWNLOAD_MAX_MB``, default 200 MB).
+
+    Streamlit serves a download from memory: the dashboard reads a file only when its button is clicked
+    (deferred), but then holds it in RAM for that session; bigger files are taken from the run folder.
+    """
+    try:
+        return max(0, int(float(os.environ.get("MPG_DOWNLOAD_MAX_MB", "200")) * 2**20))
+    except ValueError:
+        return 200 * 2**20
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"

@@ -1,0 +1,184 @@
+"""Generate: run the scenario into files (and the database) in the background, with live progress and metrics."""
+from pathlib import Path
+
+import streamlit as st
+
+import resources
+from core.exports import download_limit_bytes, human_bytes, zip_run
+from core.jobs import JobBusy
+from core.scenario import MAX_PATIENTS, ScenarioError
+from core.sinks import FORMATS
+
+FORMAT_LABELS = {"parquet": "Parquet (columnar, smallest, fastest)", "csv": "CSV",
+                 "ndjson": "NDJSON (one JSON object a line)", "json": "JSON (nested patients + flat child tables)",
+                 "fhir": "FHIR R4 (Parquet tables + Bundle.ndjson)"}
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
+
+
+def start_run(scenario, fmt: str, compress: bool, encrypt: bool, persist: bool, version) -> None:
+    """Button callback: hand the run to the job registry; the password leaves session state here."""
+    password = st.session_state.get("gen_password") if encrypt else None
+    st.session_state["gen_password"] = ""
+    st.session_state["gen_password_repeat"] = ""
+    try:
+        job = resources.job_registry().submit(scenario, fmt=fmt, compress=compress, password=password,
+                                              persist=persist, scenario_version=version)
+        st.session_state["gen_watching"] = job.run_id
+        st.session_state.pop("gen_submit_error", None)
+    except (JobBusy, ValueError) as exc:
+        st.session_state["gen_submit_error"] = str(exc)
+
+
+st.title("Generate")
+registry = resources.job_registry()
+db_down = resources.db_error()
+if db_down:
+    st.warning(f"**Database unavailable** — runs are written to files only. {db_down}", icon=":material/cloud_off:")
+
+base = st.session_state.get("scenario") or resources.default_scenario()
+version = st.session_state.get("scenario_version")
+scenario_error = st.session_state.get("scenario_error")
+st.caption(f"Scenario **{base.name}**{f' v{version}' if version else ''} · seed {base.seed} · {base.days} days · "
+           f"{len(base.fronts)} front(s) · edit it on the Scenario page")
+if scenario_error:
+    st.error(f"The scenario is not valid, so it cannot be generated: {scenario_error}")
+
+errors: list[str] = []
+left, mid, right = st.columns(3)
+with left:
+    patients = st.number_input("Patients", min_value=1, max_value=MAX_PATIENTS, value=min(base.patients, MAX_PATIENTS),
+                               step=1000, help=f"Exactly this many patients are generated (1 to {MAX_PATIENTS:,}).")
+    scenario = base
+    if int(patients) != base.patients:
+        try:
+            scenario = base.with_overrides(patients=int(patients))
+        except ScenarioError as exc:
+            errors.append(str(exc))
+            st.error(f"{exc}", icon=":material/error:")
+    fmt = st.selectbox("Format", FORMATS, format_func=lambda f: FORMAT_LABELS.get(f, f))
+with mid:
+    compress = st.toggle("Compress (gzip)", help="Every file gets .gz.")
+    encrypt = st.toggle("Encrypt (AES-256-GCM)", help="Every file gets .enc; decrypt with `python -m core decrypt`.")
+    if encrypt:
+        pw = st.text_input("Password", type="password", key="gen_password")
+        pw2 = st.text_input("Repeat password", type="password", key="gen_password_repeat")
+        if not pw:
+            errors.append("encryption needs a password")
+            st.error("Encryption needs a password (any non-empty text; it is never stored).")
+        elif pw != pw2:
+            errors.append("the two passwords differ")
+            st.error("The two passwords differ.")
+with right:
+    persist = st.toggle("Save to database", disabled=bool(db_down),
+                        help="Also load the four tables into the database (Explore and Replay read them there)."
+                        if not db_down else "The database is unavailable; runs go to files only.")
+    if persist and encrypt:
+        errors.append("encrypted runs cannot be saved to the database")
+        st.error("The database stores the tables unencrypted: turn off encryption or saving to the database.")
+
+active = registry.active()
+if st.session_state.get("gen_submit_error"):
+    st.error(st.session_state["gen_submit_error"])
+st.button("Generate", type="primary", icon=":material/play_arrow:",
+          disabled=bool(errors or scenario_error or active),
+          help="A run is already going; wait for it or cancel it." if active else None,
+          on_click=start_run, args=(scenario, fmt, compress, encrypt, persist and not db_down, version))
+
+
+def charts(samples: list[dict]) -> None:
+    if len(samples) < 2:
+        st.caption("Live charts appear after the first two seconds.")
+        return
+    t = [s["t"] for s in samples]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.line_chart({"seconds": t, "patients/s": [s["patients_per_s"] for s in samples]}, x="seconds", height=180)
+    c2.line_chart({"seconds": t, "RSS MB": [s["rss_mb"] for s in samples],
+                   "peak MB": [s["peak_rss_mb"] for s in samples]}, x="seconds", height=180)
+    c3.line_chart({"seconds": t, "pool in use": [s["pool_checked_out"] or 0 for s in samples]}, x="seconds",
+                  height=180)
+    c4.line_chart({"seconds": t, "cache hit %": [100 * (s["cache_hit_rate"] or 0) for s in samples]}, x="seconds",
+                  height=180)
+
+
+def downloads(view: dict) -> None:
+    files = (view["manifest"] or {}).get("files") or []
+    folder, limit = Path(view["out_dir"]), download_limit_bytes()
+    total = sum(f["bytes"] for f in files)
+    cols = st.columns(min(len(files) + 1, 4) or 1)
+    for i, f in enumerate(files):
+        col = cols[i % len(cols)]
+        if f["bytes"] <= limit:
+            col.download_button(f"{f['name']} ({human_bytes(f['bytes'])})", data=lambda p=folder / f["name"]: p.read_bytes(),
+                                file_name=f["name"], icon=":material/download:", key=f"dl-{view['run_id']}-{f['name']}")
+        else:
+            col.caption(f"{f['name']} ({human_bytes(f['bytes'])}): too big for a browser download, "
+                        f"take it from `{folder / f['name']}`")
+    if total <= limit:
+        cols[len(files) % len(cols)].download_button(
+            f"All as ZIP (~{human_bytes(total)})", data=lambda: zip_run(folder, resources.exports_dir()).read_bytes(),
+            file_name=f"{view['run_id']}.zip", mime="application/zip", icon=":material/folder_zip:",
+            key=f"zip-{view['run_id']}")
+
+
+run_every = 1 if active else None
+
+
+@st.fragment(run_every=run_every)
+def job_panel() -> None:
+    job = registry.current()
+    if job is None:
+        st.info("No run yet since the server started. Runs from earlier sessions are on the Runs page.")
+        return
+    v = job.view()
+    title = f"Run `{v['run_id']}` · {v['scenario_name']} · seed {v['seed']} · {v['format']}"
+    if v["status"] in ("queued", "running"):
+        st.session_state["gen_watching"] = v["run_id"]
+        if run_every is None:  # started from another tab: rerun the page so it polls
+            st.rerun()
+        st.subheader(f"{v['status'].capitalize()}")
+        st.markdown(title)
+        st.progress(v["fraction"], text=f"{v['patients_done']:,} of {v['patients_total']:,} patients · "
+                    f"{v['patients_per_s']:,.0f} patients/s · ETA {duration(v['eta_s'])}")
+        st.button("Cancel", icon=":material/stop:", disabled=v["cancel_requested"],
+                  on_click=registry.cancel, args=(v["run_id"],),
+                  help="Stop the run: temporary files are removed and the manifest says cancelled.")
+        charts(v["samples"])
+        return
+    if st.session_state.get("gen_watching") == v["run_id"] and run_every is not None:
+        st.session_state.pop("gen_watching")
+        st.rerun()  # the run ended: redraw the whole page (Generate is enabled again)
+    m = v["manifest"] or {}
+    st.subheader(f"Last run: {v['status']}")
+    st.markdown(title)
+    if v["status"] == "completed":
+        st.success(f"Run {v['run_id']} completed: {m.get('patients', 0):,} patients in {duration(m.get('elapsed_s'))} "
+                   f"({(m.get('patients_per_s') or 0):,.0f} patients/s).", icon=":material/check_circle:")
+        cols = st.columns(5)
+        cols[0].metric("Patients", f"{m.get('patients', 0):,}")
+        cols[1].metric("Seconds", f"{m.get('elapsed_s', 0):.1f}")
+        cols[2].metric("Patients/s", f"{(m.get('patients_per_s') or 0):,.0f}")
+        cols[3].metric("Peak memory (sampled)", f"{v['peak_rss_mb']:,.0f} MB")
+        cols[4].metric("Size on disk", human_bytes(sum(f["bytes"] for f in m.get("files", []))))
+        cal = m.get("calibration") or {}
+        if cal:
+            st.caption(f"Realism: {cal.get('pass', 0)} published targets met, {cal.get('warn', 0)} warnings "
+                       f"(calibration.json). Files in `{v['out_dir']}`.")
+        downloads(v)
+    elif v["status"] == "cancelled":
+        st.warning(f"Run {v['run_id']} cancelled after {v['patients_done']:,} of {v['patients_total']:,} patients: "
+                   "no data file was kept; manifest.json records the cancellation.", icon=":material/cancel:")
+    else:
+        st.error(f"Run {v['run_id']} failed: {v['error'] or 'unknown reason'}", icon=":material/error:")
+    if v["db_note"]:
+        st.info(v["db_note"], icon=":material/database:")
+    with st.expander("Run metrics (one sample a second)"):
+        charts(v["samples"])
+
+
+job_panel()
