@@ -1,0 +1,164 @@
+"""The job registry runs real generations in a worker thread: progress, ETA, samples, cancel, failure, delete."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zipfile
+
+import pytest
+
+from core.exports import zip_run
+from core.jobs import JobBusy, JobRegistry, new_run_id
+from core.scenario import load_scenario
+
+DATA_SUFFIXES = (".parquet", ".csv", ".ndjson", ".json", ".gz", ".enc")
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = JobRegistry(tmp_path / "runs", cache_hit_rate=lambda: 0.93, sample_interval=0.25)
+    yield reg
+    reg.cancel()
+    for job in reg.jobs():
+        job.done_event.wait(30)
+
+
+def scenario(patients: int, seed: int = 3):
+    return load_scenario("default").with_overrides(patients=patients, seed=seed)
+
+
+def wait_for(predicate, timeout: float = 60.0, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+def test_a_run_completes_into_its_folder_with_a_summary(registry):
+    job = registry.submit(scenario(2_000), fmt="csv", compress=True)
+    assert job.out_dir == registry.runs_root / job.run_id
+    view = registry.wait(job.run_id, 120).view()
+    assert view["status"] == "completed" and view["error"] is None
+    assert view["patients_done"] == view["patients_total"] == 2_000
+    manifest = json.loads((job.out_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["run_id"] == job.run_id and manifest["patients"] == 2_000
+    assert {f["name"] for f in manifest["files"]} >= {"patients.csv.gz", "events.csv.gz", "conditions.csv.gz",
+                                                      "vitals.csv.gz"}
+    assert view["manifest"]["files"] == manifest["files"]
+    history = registry.run_history()
+    assert [r["run_id"] for r in history] == [job.run_id]
+    row = history[0]
+    assert (row["status"], row["patients"], row["seed"], row["format"], row["compressed"]) == (
+        "completed", 2_000, 3, "csv", True)
+    assert row["bytes"] == sum(f["bytes"] for f in manifest["files"]) > 0
+
+
+def test_progress_eta_and_per_interval_samples_while_running(registry):
+    job = registry.submit(scenario(400_000))
+    wait_for(lambda: job.view()["patients_done"] > 0 and len(job.view()["samples"]) >= 2)
+    live = job.view()
+    assert live["status"] == "running"
+    assert 0 < live["fraction"] < 1 and live["patients_per_s"] > 0 and live["eta_s"] > 0
+    sample = live["samples"][-1]
+    assert sample["rss_mb"] > 50 and sample["peak_rss_mb"] >= sample["rss_mb"]
+    assert sample["cache_hit_rate"] == 0.93 and sample["pool_checked_out"] is None  # no database here
+    assert sample["cpu_pct"] >= 0
+    view = registry.wait(job.run_id, 300).view()
+    assert view["status"] == "completed" and view["eta_s"] is None
+    samples = view["samples"]
+    assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
+    assert samples[-1]["patients_done"] == 400_000
+    assert max(s["patients_per_s"] for s in samples) > 1_000
+    assert view["peak_rss_mb"] == max(s["peak_rss_mb"] for s in samples)
+
+
+def test_one_run_at_a_time_and_cancel_leaves_no_data_file(registry):
+    job = registry.submit(scenario(5_000_000))
+    wait_for(lambda: job.patients_done > 0)
+    with pytest.raises(JobBusy, match="already running"):
+        registry.submit(scenario(2_000))
+    assert registry.active() is job and registry.current() is job
+    t0 = time.monotonic()
+    assert registry.cancel() is True
+    view = registry.wait(job.run_id, 30).view()
+    assert time.monotonic() - t0 < 10
+    assert view["status"] == "cancelled" and view["patients_done"] < 5_000_000
+    names = [p.name for p in job.out_dir.iterdir()]
+    assert names == ["manifest.json"], names  # temp files removed, nothing under a final data name
+    assert json.loads((job.out_dir / "manifest.json").read_text())["status"] == "cancelled"
+    assert registry.cancel() is False  # nothing left to cancel
+    # the registry is free again
+    again = registry.submit(scenario(2_000))
+    assert registry.wait(again.run_id, 120).view()["status"] == "completed"
+
+
+def test_a_failing_run_reports_its_reason_and_frees_the_registry(registry):
+    run_id = new_run_id()
+    (registry.runs_root / run_id).write_text("not a folder")  # the run's folder name is taken by a file
+    job = registry.submit(scenario(2_000), run_id=run_id)
+    view = registry.wait(run_id, 60).view()
+    assert view["status"] == "failed"
+    assert view["error"].startswith("FileExistsError") and run_id in view["error"]
+    assert registry.active() is None
+    assert registry.wait(registry.submit(scenario(2_000)).run_id, 120).view()["status"] == "completed"
+    assert job.finished_at is not None
+
+
+def test_bad_options_are_refused_before_anything_starts(registry):
+    with pytest.raises(ValueError, match="format 'xlsx' is not allowed.*parquet"):
+        registry.submit(scenario(2_000), fmt="xlsx")
+    with pytest.raises(ValueError, match="non-empty password"):
+        registry.submit(scenario(2_000), password="")
+    with pytest.raises(ValueError, match="chunk size 0"):
+        registry.submit(scenario(2_000), chunk_size=0)
+    assert registry.jobs() == [] and list(registry.runs_root.iterdir()) == []
+
+
+def test_encrypted_run_keeps_no_password_on_the_job(registry):
+    job = registry.submit(scenario(2_000), password="s3cret-pass")
+    view = registry.wait(job.run_id, 120).view()
+    assert view["status"] == "completed" and view["encrypted"] is True
+    assert all(f["name"].endswith(".enc") for f in view["manifest"]["files"] if f["table"] != "calibration")
+    assert "s3cret-pass" not in repr(job) and "s3cret-pass" not in json.dumps(view, default=str)
+
+
+def test_delete_run_removes_the_folder_and_refuses_a_running_one(registry):
+    done = registry.submit(scenario(2_000))
+    registry.wait(done.run_id, 120)
+    running = registry.submit(scenario(5_000_000))
+    with pytest.raises(JobBusy, match="cancel it first"):
+        registry.delete_run(running.run_id)
+    registry.cancel()
+    registry.wait(running.run_id, 30)
+    version = registry.version
+    registry.delete_run(done.run_id)
+    assert not done.out_dir.exists() and registry.version > version
+    assert [r["run_id"] for r in registry.run_history()] == [running.run_id]
+    with pytest.raises(ValueError, match="no run"):
+        registry.delete_run(done.run_id)
+    with pytest.raises(ValueError, match="no run"):
+        registry.delete_run("../../etc")
+
+
+def test_folder_without_manifest_is_listed_as_interrupted(registry):
+    (registry.runs_root / new_run_id()).mkdir()
+    [row] = registry.run_history()
+    assert row["status"] == "interrupted" and row["on_disk"]
+
+
+def test_zip_of_a_run_holds_every_file_unchanged(registry, tmp_path):
+    job = registry.submit(scenario(2_000), fmt="ndjson")
+    manifest = registry.wait(job.run_id, 120).view()["manifest"]
+    path = zip_run(job.out_dir, tmp_path / "exports")
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert names == {f"{job.run_id}/{f['name']}" for f in manifest["files"]} | {f"{job.run_id}/manifest.json"}
+        for f in manifest["files"]:
+            assert hashlib.sha256(zf.read(f"{job.run_id}/{f['name']}")).hexdigest() == f["sha256"]
+        assert zf.getinfo(f"{job.run_id}/patients.ndjson").compress_type == zipfile.ZIP_DEFLATED
+    mtime = path.stat().st_mtime_ns
+    assert zip_run(job.out_dir, tmp_path / "exports").stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == [path.name]  # no temp file left
