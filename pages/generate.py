@@ -21,18 +21,49 @@ def duration(seconds: float | None) -> str:
     return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
 
 
-def start_run(scenario, fmt: str, compress: bool, encrypt: bool, persist: bool, version) -> None:
-    """Button callback: hand the run to the job registry; the password leaves session state here."""
-    password = st.session_state.get("gen_password") if encrypt else None
-    st.session_state["gen_password"] = ""
-    st.session_state["gen_password_repeat"] = ""
+def base_scenario():
+    return st.session_state.get("scenario") or resources.default_scenario()
+
+
+def problems(base, state, db_down) -> tuple[object, dict[str, str]]:
+    """The scenario to run and, per widget, what blocks it (shown next to the widget)."""
+    found, scenario = {}, base
+    patients = int(state.get("gen_patients") or base.patients)
+    if patients != base.patients:
+        try:
+            scenario = base.with_overrides(patients=patients)
+        except ScenarioError as exc:
+            found["patients"] = str(exc)
+    if state.get("gen_encrypt"):
+        if not state.get("gen_password"):
+            found["password"] = "Encryption needs a password (any non-empty text; it is never stored)."
+        elif state.get("gen_password") != state.get("gen_password_repeat"):
+            found["password"] = "The two passwords differ."
+    if state.get("gen_persist") and db_down:
+        found["persist"] = "The database is unavailable: turn off saving to the database (files still work)."
+    elif state.get("gen_persist") and state.get("gen_encrypt"):
+        found["persist"] = ("The database stores the tables unencrypted: turn off encryption or saving to the "
+                            "database.")
+    return scenario, found
+
+
+def start_run() -> None:
+    """Button callback: read the widgets, hand the run to the job registry; the password leaves session state."""
+    state = st.session_state
+    scenario, found = problems(base_scenario(), state, resources.db_error())
+    password = state.get("gen_password") if state.get("gen_encrypt") else None
+    state["gen_password"] = state["gen_password_repeat"] = ""
+    if found or state.get("scenario_error"):
+        state["gen_submit_error"] = "Not started: " + " ".join(found.values())
+        return
     try:
-        job = resources.job_registry().submit(scenario, fmt=fmt, compress=compress, password=password,
-                                              persist=persist, scenario_version=version)
-        st.session_state["gen_watching"] = job.run_id
-        st.session_state.pop("gen_submit_error", None)
+        job = resources.job_registry().submit(
+            scenario, fmt=state.get("gen_format", "parquet"), compress=bool(state.get("gen_compress")),
+            password=password, persist=bool(state.get("gen_persist")), scenario_version=state.get("scenario_version"))
+        state["gen_watching"] = job.run_id
+        state.pop("gen_submit_error", None)
     except (JobBusy, ValueError) as exc:
-        st.session_state["gen_submit_error"] = str(exc)
+        state["gen_submit_error"] = str(exc)
 
 
 st.title("Generate")
@@ -41,7 +72,7 @@ db_down = resources.db_error()
 if db_down:
     st.warning(f"**Database unavailable** — runs are written to files only. {db_down}", icon=":material/cloud_off:")
 
-base = st.session_state.get("scenario") or resources.default_scenario()
+base = base_scenario()
 version = st.session_state.get("scenario_version")
 scenario_error = st.session_state.get("scenario_error")
 st.caption(f"Scenario **{base.name}**{f' v{version}' if version else ''} · seed {base.seed} · {base.days} days · "
@@ -49,46 +80,41 @@ st.caption(f"Scenario **{base.name}**{f' v{version}' if version else ''} · seed
 if scenario_error:
     st.error(f"The scenario is not valid, so it cannot be generated: {scenario_error}")
 
-errors: list[str] = []
+if st.session_state.get("gen_base") != base.sha256():  # a new scenario brings its own number of patients
+    st.session_state["gen_base"] = base.sha256()
+    st.session_state["gen_patients"] = min(base.patients, MAX_PATIENTS)
+if db_down:
+    st.session_state["gen_persist"] = False
+scenario, found = problems(base, st.session_state, db_down)
 left, mid, right = st.columns(3)
 with left:
-    patients = st.number_input("Patients", min_value=1, max_value=MAX_PATIENTS, value=min(base.patients, MAX_PATIENTS),
-                               step=1000, help=f"Exactly this many patients are generated (1 to {MAX_PATIENTS:,}).")
-    scenario = base
-    if int(patients) != base.patients:
-        try:
-            scenario = base.with_overrides(patients=int(patients))
-        except ScenarioError as exc:
-            errors.append(str(exc))
-            st.error(f"{exc}", icon=":material/error:")
-    fmt = st.selectbox("Format", FORMATS, format_func=lambda f: FORMAT_LABELS.get(f, f))
+    st.number_input("Patients", min_value=1, max_value=MAX_PATIENTS, step=1000, key="gen_patients",
+                    help=f"Exactly this many patients are generated (1 to {MAX_PATIENTS:,}).")
+    if "patients" in found:
+        st.error(found["patients"], icon=":material/error:")
+    st.selectbox("Format", FORMATS, format_func=lambda f: FORMAT_LABELS.get(f, f), key="gen_format")
 with mid:
-    compress = st.toggle("Compress (gzip)", help="Every file gets .gz.")
-    encrypt = st.toggle("Encrypt (AES-256-GCM)", help="Every file gets .enc; decrypt with `python -m core decrypt`.")
+    st.toggle("Compress (gzip)", key="gen_compress", help="Every file gets .gz.")
+    encrypt = st.toggle("Encrypt (AES-256-GCM)", key="gen_encrypt",
+                        help="Every file gets .enc; decrypt with `python -m core decrypt`.")
     if encrypt:
-        pw = st.text_input("Password", type="password", key="gen_password")
-        pw2 = st.text_input("Repeat password", type="password", key="gen_password_repeat")
-        if not pw:
-            errors.append("encryption needs a password")
-            st.error("Encryption needs a password (any non-empty text; it is never stored).")
-        elif pw != pw2:
-            errors.append("the two passwords differ")
-            st.error("The two passwords differ.")
+        st.text_input("Password", type="password", key="gen_password")
+        st.text_input("Repeat password", type="password", key="gen_password_repeat")
+        if "password" in found:
+            st.error(found["password"], icon=":material/error:")
 with right:
-    persist = st.toggle("Save to database", disabled=bool(db_down),
-                        help="Also load the four tables into the database (Explore and Replay read them there)."
-                        if not db_down else "The database is unavailable; runs go to files only.")
-    if persist and encrypt:
-        errors.append("encrypted runs cannot be saved to the database")
-        st.error("The database stores the tables unencrypted: turn off encryption or saving to the database.")
+    st.toggle("Save to database", key="gen_persist", disabled=bool(db_down),
+              help="Also load the four tables into the database (Explore and Replay read them there)."
+              if not db_down else "The database is unavailable; runs go to files only.")
+    if "persist" in found:
+        st.error(found["persist"], icon=":material/error:")
 
 active = registry.active()
 if st.session_state.get("gen_submit_error"):
     st.error(st.session_state["gen_submit_error"])
-st.button("Generate", type="primary", icon=":material/play_arrow:",
-          disabled=bool(errors or scenario_error or active),
-          help="A run is already going; wait for it or cancel it." if active else None,
-          on_click=start_run, args=(scenario, fmt, compress, encrypt, persist and not db_down, version))
+st.button("Generate", type="primary", icon=":material/play_arrow:", on_click=start_run,
+          disabled=bool(found or scenario_error or active),
+          help="A run is already going; wait for it or cancel it." if active else None)
 
 
 def charts(samples: list[dict]) -> None:

@@ -1,0 +1,189 @@
+"""Generate page (AppTest): real runs through the real job registry, second tab, cancel, failure, bad input, DB down."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import resources
+from core.jobs import new_run_id
+from core.scenario import load_scenario
+
+APP = str(Path(__file__).parents[1] / "app.py")
+PAGE = "pages/generate.py"
+DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
+
+
+def reset_dashboard() -> None:
+    """Stop any job of an earlier test and drop every Streamlit cache (engine, registry, sampler)."""
+    registry = resources.job_registry()
+    registry.cancel()
+    for job in registry.jobs():
+        job.done_event.wait(60)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_dashboard()
+    yield tmp_path
+    reset_dashboard()
+
+
+def open_page(session: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(widgets, label):
+    found = [w for w in widgets if w.label == label]
+    assert found, f"no widget labelled {label!r} among {[w.label for w in widgets]}"
+    return found[0]
+
+
+def wait_finished(timeout: float = 120):
+    job = resources.job_registry().current()
+    assert job is not None
+    return resources.job_registry().wait(job.run_id, timeout)
+
+
+def wait_running(min_done: int = 1, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = resources.job_registry().active()
+        if job is not None and job.patients_done >= min_done:
+            return job
+        time.sleep(0.05)
+    raise AssertionError("no running job")
+
+
+def texts(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+def test_default_scenario_is_offered_and_generate_is_enabled(data_dir):
+    at = open_page()
+    default = load_scenario("default")
+    assert by_label(at.number_input, "Patients").value == default.patients
+    assert by_label(at.selectbox, "Format").value == "parquet"
+    assert not by_label(at.button, "Generate").disabled
+    assert default.name in texts(at.caption)
+    assert "No run yet" in texts(at.info)
+
+
+def test_generate_2000_patients_then_the_page_says_completed_with_downloads(data_dir):
+    at = open_page()
+    by_label(at.number_input, "Patients").set_value(2_000)
+    by_label(at.selectbox, "Format").set_value("csv")
+    by_label(at.toggle, "Compress (gzip)").set_value(True)
+    by_label(at.button, "Generate").click().run()
+    assert not at.exception
+    job = wait_finished()
+    at.run()
+    assert not at.exception
+    assert f"Run {job.run_id} completed: 2,000 patients" in texts(at.success)
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Patients"] == "2,000"
+    downloads = [d.label for d in at.get("download_button")]
+    for table in ("patients", "events", "conditions", "vitals"):
+        assert any(label.startswith(f"{table}.csv.gz (") for label in downloads), downloads
+    assert any(label.startswith("All as ZIP") for label in downloads)
+    manifest = json.loads((data_dir / "runs" / job.run_id / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["format"] == "csv" and manifest["compressed"] is True
+    assert not by_label(at.button, "Generate").disabled  # free for the next run
+
+
+def test_a_second_tab_shows_the_running_job_and_can_cancel_it(data_dir):
+    first = open_page()
+    by_label(first.number_input, "Patients").set_value(5_000_000)
+    by_label(first.button, "Generate").click().run()
+    assert texts(first.subheader) in ("Queued", "Running")
+    assert by_label(first.button, "Generate").disabled  # one run at a time
+    job = wait_running()
+    second = open_page()  # a reload or another tab: a new session, the same job
+    assert "Running" in texts(second.subheader)
+    assert job.run_id in texts(second.markdown)
+    progress = second.get("progress")[0].proto
+    assert "of 5,000,000 patients" in progress.text and "ETA" in progress.text
+    by_label(second.button, "Cancel").click().run()
+    view = resources.job_registry().wait(job.run_id, 30).view()
+    assert view["status"] == "cancelled"
+    for at in (first, second):
+        at.run()
+        assert not at.exception
+        assert f"Run {job.run_id} cancelled after" in texts(at.warning)
+        assert not by_label(at.button, "Generate").disabled
+    assert [p.name for p in (data_dir / "runs" / job.run_id).iterdir()] == ["manifest.json"]
+
+
+def test_a_failed_run_shows_its_reason(data_dir):
+    registry = resources.job_registry()
+    run_id = new_run_id()
+    (registry.runs_root / run_id).write_text("a file where the run folder should go")
+    registry.wait(registry.submit(load_scenario("default").with_overrides(patients=2_000), run_id=run_id).run_id, 60)
+    at = open_page()
+    message = texts(at.error)
+    assert f"Run {run_id} failed: FileExistsError" in message
+
+
+def test_scenario_error_from_the_scenario_page_blocks_generate(data_dir):
+    at = open_page({"scenario_error": "fronts[0].casualty_share: -1 is not allowed (0 to 1)"})
+    assert "fronts[0].casualty_share: -1 is not allowed" in texts(at.error)
+    assert by_label(at.button, "Generate").disabled
+
+
+def test_scenario_from_the_scenario_page_is_used(data_dir):
+    chosen = load_scenario("peacekeeping").with_overrides(patients=2_500, seed=99)
+    at = open_page({"scenario": chosen})
+    assert by_label(at.number_input, "Patients").value == 2_500
+    assert chosen.name in texts(at.caption) and "seed 99" in texts(at.caption)
+    by_label(at.button, "Generate").click().run()
+    view = wait_finished().view()
+    assert (view["status"], view["seed"], view["scenario_name"], view["patients_done"]) == (
+        "completed", 99, chosen.name, 2_500)
+
+
+def test_encryption_needs_matching_passwords_and_the_password_is_not_kept(data_dir):
+    at = open_page()
+    by_label(at.number_input, "Patients").set_value(2_000)
+    by_label(at.toggle, "Encrypt (AES-256-GCM)").set_value(True).run()
+    assert "Encryption needs a password" in texts(at.error)
+    assert by_label(at.button, "Generate").disabled
+    by_label(at.text_input, "Password").input("correct horse")
+    by_label(at.text_input, "Repeat password").input("correct hose").run()
+    assert "The two passwords differ" in texts(at.error)
+    assert by_label(at.button, "Generate").disabled
+    by_label(at.text_input, "Repeat password").input("correct horse").run()
+    assert not at.error and not by_label(at.button, "Generate").disabled
+    by_label(at.button, "Generate").click().run()
+    view = wait_finished().view()
+    assert view["status"] == "completed" and view["encrypted"]
+    assert at.session_state["gen_password"] == "" and at.session_state["gen_password_repeat"] == ""
+    names = [f["name"] for f in view["manifest"]["files"]]
+    assert "patients.parquet.enc" in names
+
+
+def test_database_down_shows_a_banner_and_files_are_still_generated(data_dir, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", DOWN_URL)
+    reset_dashboard()
+    at = open_page()
+    banner = texts(at.warning)
+    assert "Database unavailable" in banner and "files only" in banner
+    assert by_label(at.toggle, "Save to database").disabled
+    by_label(at.number_input, "Patients").set_value(2_000)
+    by_label(at.button, "Generate").click().run()
+    view = wait_finished().view()
+    assert view["status"] == "completed"
+    assert (data_dir / "runs" / view["run_id"] / "patients.parquet").is_file()
+    assert view["db_note"] and "database" in view["db_note"]
