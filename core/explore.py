@@ -1,0 +1,516 @@
+"""Explore and Replay: find finished runs, read their tables lazily, and aggregate them (no Streamlit here).
+
+    runs = find_runs()                       # every run folder under settings.runs_dir() (and other folders)
+    run = open_run(runs[0]["path"])          # raises RunNotExplorable with a one-line reason
+    key_figures(run.patients())              # every aggregate takes LazyFrames and returns a small result
+    flow_links(run.patients(), run.events()) # the Sankey POI -> R1 -> ... -> outcome
+
+Parquet is scanned lazily (``scan_parquet``: projection and predicate pushdown, so a 1,000,000-patient run
+is never loaded whole); CSV and NDJSON are scanned lazily too; gzip files are unpacked once into
+``<data dir>/explore_cache`` and scanned from there; the nested JSON format is read eagerly (it is one array).
+Encrypted runs cannot be explored: the dashboard never asks for or keeps an encryption password.
+
+Every aggregate is vectorised (polars expressions over whole columns); nothing loops over patients.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterable
+
+import polars as pl
+
+from core import settings
+from core.schema import CATEGORIES, FACILITIES, OUTCOMES, TABLES, TRIAGES, UTC_TIME
+
+TABLE_NAMES = tuple(TABLES)
+MTF = ("R1", "R2", "R3", "R4")  # medical treatment facilities (everything past the point of injury)
+SURGERY = "387713003"           # SNOMED CT "surgical procedure": the damage-control surgery of the 10-1-2 rule
+LEAVES = ("departure", "death", "rtd", "evacuated")
+OUTCOME_LABELS = {"RTD": "Returned to duty", "KIA": "Killed in action", "DOW": "Died of wounds",
+                  "ROLE4": "Evacuated out of theatre", "IN_CARE": "Still in care"}
+TRANSIT = "in transit"
+PLACES = FACILITIES[:1] + (TRANSIT,) + FACILITIES[1:]  # where a patient can be, in chain order
+SANKEY_NODES = FACILITIES + tuple(OUTCOME_LABELS.values())
+# the 10-1-2 lines (AJP-4.10): first aid within 10 min, a medical facility within 1 h, surgery within 2 h
+TEN_ONE_TWO = (("first treatment", 10), ("medical facility (R1+)", 60), ("surgery", 120))
+PATIENT_FILTERS = ("front", "nationality", "category", "triage", "outcome", "last_facility")
+TABLE_COLUMNS = ("patient_id", "given_name", "family_name", "nationality", "rank", "front", "category",
+                 "mechanism", "body_region", "severity", "triage", "injury_time", "outcome", "last_facility")
+
+
+class RunNotExplorable(Exception):
+    """A run folder the dashboard cannot read; ``str()`` says why in one line."""
+
+
+# --- finding runs ------------------------------------------------------------------------------------------
+
+def _manifest(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_stamp(folder: str | Path) -> str:
+    """Changes when the run's manifest changes (it is written last): a cache key for everything read from it."""
+    try:
+        st = (Path(folder) / "manifest.json").stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_mtime_ns}-{st.st_size}"
+
+
+def why_not_explorable(manifest: dict) -> str | None:
+    """None when the run's tables can be read, else the reason in one line."""
+    status = manifest.get("status")
+    if status != "completed":
+        return f"the run is {status or 'unfinished'}: only a completed run has tables to explore"
+    if manifest.get("encrypted"):
+        return ("the run is encrypted (AES-256-GCM) and the dashboard never asks for passwords: decrypt its files "
+                "with `python -m core decrypt` into a folder with the manifest to explore them")
+    names = {f.get("table"): f.get("name") for f in manifest.get("files") or []}
+    missing = [t for t in ("patients", "events") if not names.get(t)]
+    if missing:
+        return f"the manifest lists no {' or '.join(missing)} file"
+    return None
+
+
+def find_runs(*folders: str | Path) -> list[dict]:
+    """Runs under ``settings.runs_dir()`` and the given folders (a run folder itself or a folder of runs),
+    newest first. Each row: path, run_id, status, scenario, patients, format, compressed, encrypted,
+    started_at, elapsed_s, stamp, reason (None when explorable)."""
+    roots = [settings.runs_dir(), *(Path(f).expanduser() for f in folders if str(f).strip())]
+    seen, rows = set(), []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        candidates = [root] if (root / "manifest.json").is_file() else sorted(p for p in root.iterdir() if p.is_dir())
+        for folder in candidates:
+            key = folder.resolve()
+            if key in seen:
+                continue
+            m = _manifest(folder)
+            if m is None:
+                continue
+            seen.add(key)
+            rows.append({"path": str(folder), "run_id": m.get("run_id") or folder.name, "status": m.get("status"),
+                         "scenario": (m.get("scenario") or {}).get("name"), "patients": m.get("patients"),
+                         "format": m.get("format"), "compressed": bool(m.get("compressed")),
+                         "encrypted": bool(m.get("encrypted")), "started_at": m.get("started_at") or "",
+                         "elapsed_s": m.get("elapsed_s"), "stamp": run_stamp(folder),
+                         "reason": why_not_explorable(m)})
+    return sorted(rows, key=lambda r: r["started_at"], reverse=True)
+
+
+def missing_folder(folder: str) -> str | None:
+    """A one-line message when an extra runs folder typed by the user does not exist."""
+    if folder.strip() and not Path(folder).expanduser().is_dir():
+        return f"folder {folder!r} does not exist (give a run folder or a folder of run folders)"
+    return None
+
+
+# --- reading a run -----------------------------------------------------------------------------------------
+
+def _contract_dtype(dtype: pl.DataType) -> pl.DataType:
+    return pl.String if isinstance(dtype, pl.Enum) else dtype
+
+
+def _conform(lf: pl.LazyFrame, table: str) -> pl.LazyFrame:
+    """Give the contract's columns the contract's types (text formats carry times and booleans as text)."""
+    schema = lf.collect_schema()
+    casts = []
+    for name, dtype in TABLES[table].items():
+        if name not in schema:
+            continue
+        want, have = _contract_dtype(dtype), schema[name]
+        if have == want:
+            continue
+        col = pl.col(name)
+        if have == pl.String and want == UTC_TIME:
+            casts.append(col.str.to_datetime(time_unit="us", time_zone="UTC").alias(name))
+        elif have == pl.String and want == pl.Date:
+            casts.append(col.str.to_date().alias(name))
+        elif have == pl.String and want == pl.Boolean:
+            casts.append(col.str.to_lowercase().is_in(["true", "1"]).alias(name))
+        elif isinstance(have, pl.Datetime) and want == UTC_TIME:
+            casts.append((col.dt.replace_time_zone("UTC") if have.time_zone is None
+                          else col.dt.convert_time_zone("UTC")).dt.cast_time_unit("us").alias(name))
+        else:
+            casts.append(col.cast(want, strict=False).alias(name))
+    return lf.with_columns(casts) if casts else lf
+
+
+def _unpacked(path: Path, run_id: str) -> Path:
+    """A gzip file unpacked once into the explore cache (written to a temporary name, then renamed)."""
+    st = path.stat()
+    cache = settings.data_dir() / "explore_cache" / f"{run_id}-{st.st_mtime_ns}-{st.st_size}"
+    target = cache / path.name.removesuffix(".gz")
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+        with gzip.open(path, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
+    return target
+
+
+@dataclass(frozen=True)
+class Run:
+    """An explorable run folder: its manifest and lazy access to its four tables."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.get("run_id") or self.path.name
+
+    @property
+    def scenario(self) -> dict:
+        return self.manifest.get("scenario") or {}
+
+    def file(self, table: str) -> Path:
+        names = {f.get("table"): f.get("name") for f in self.manifest.get("files") or []}
+        if not names.get(table):
+            raise RunNotExplorable(f"run {self.run_id}: the manifest lists no {table} file")
+        path = self.path / names[table]
+        if not path.is_file():
+            raise RunNotExplorable(f"run {self.run_id}: {names[table]} is missing from {self.path}")
+        return path
+
+    def table(self, table: str) -> pl.LazyFrame:
+        """One contract table as a LazyFrame with the contract's column types (categories as strings)."""
+        path = self.file(table)
+        if path.name.endswith(".gz"):
+            path = _unpacked(path, self.run_id)
+        name = path.name
+        try:
+            if name.endswith(".parquet"):
+                lf = pl.scan_parquet(path)
+            elif name.endswith(".csv"):
+                lf = pl.scan_csv(path, infer_schema=False)
+            elif name.endswith(".ndjson"):
+                lf = pl.scan_ndjson(path, infer_schema_length=10_000)
+            elif name.endswith(".json"):
+                df = pl.read_json(path, infer_schema_length=10_000)
+                keep = [c for c in df.columns if c in TABLES[table]]
+                lf = df.select(keep).lazy()
+            else:
+                raise RunNotExplorable(f"run {self.run_id}: cannot read {name} (parquet, csv, ndjson or json)")
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise RunNotExplorable(f"run {self.run_id}: cannot read {name}: {exc}") from None
+        return _conform(lf, table)
+
+    def patients(self) -> pl.LazyFrame:
+        return self.table("patients")
+
+    def events(self) -> pl.LazyFrame:
+        return self.table("events")
+
+    def conditions(self) -> pl.LazyFrame:
+        return self.table("conditions")
+
+    def vitals(self) -> pl.LazyFrame:
+        return self.table("vitals")
+
+    def calibration(self) -> dict | None:
+        """The run's calibration report (calibration.json), or None when it has none."""
+        try:
+            data = json.loads((self.path / "calibration.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        """Scenario start and horizon (end plus follow-up): every event lies inside."""
+        sc = self.scenario
+        start = datetime.fromisoformat(str(sc.get("start", "1970-01-01T00:00:00Z")).replace("Z", "+00:00"))
+        return start, start + timedelta(days=int(sc.get("days", 1)), hours=int(sc.get("follow_up_h", 0)))
+
+
+def open_run(folder: str | Path) -> Run:
+    folder = Path(folder)
+    manifest = _manifest(folder)
+    if manifest is None:
+        raise RunNotExplorable(f"{folder} holds no readable manifest.json (not a run folder)")
+    reason = why_not_explorable(manifest)
+    if reason:
+        raise RunNotExplorable(f"run {manifest.get('run_id') or folder.name}: {reason}")
+    return Run(folder, manifest)
+
+
+# --- aggregates over patients ------------------------------------------------------------------------------
+
+def key_figures(patients: pl.LazyFrame) -> dict:
+    """Counts a stakeholder asks for first: patients, deaths, returns to duty, case fatality, MASCAL share."""
+    row = patients.select(
+        patients=pl.len(),
+        bi=(pl.col("category") == "BI").sum(),
+        kia=(pl.col("outcome") == "KIA").sum(),
+        dow=(pl.col("outcome") == "DOW").sum(),
+        rtd=(pl.col("outcome") == "RTD").sum(),
+        role4=(pl.col("outcome") == "ROLE4").sum(),
+        in_care=(pl.col("outcome") == "IN_CARE").sum(),
+        t1=(pl.col("triage") == "T1").sum(),
+        mascal=pl.col("mass_casualty").sum(),
+        bi_dead=((pl.col("category") == "BI") & pl.col("outcome").is_in(["KIA", "DOW"])).sum(),
+        first=pl.col("injury_time").min(),
+        last=pl.col("injury_time").max(),
+        fronts=pl.col("front").n_unique(),
+        nations=pl.col("nationality").n_unique(),
+    ).collect().row(0, named=True)
+    n = row["patients"]
+    row["deaths"] = row["kia"] + row["dow"]
+    row["bi_cfr"] = row["bi_dead"] / row["bi"] if row["bi"] else None
+    row["rtd_share"] = row["rtd"] / n if n else None
+    row["mascal_share"] = row["mascal"] / n if n else None
+    return row
+
+
+def counts(patients: pl.LazyFrame, column: str, by: str | None = None) -> pl.DataFrame:
+    """Patients per value of ``column`` (and of ``by``), largest first; column ``patients``."""
+    keys = [column] if by is None else [column, by]
+    return (patients.group_by([pl.col(k).cast(pl.String) for k in keys]).agg(patients=pl.len())
+            .sort(["patients", *keys], descending=[True] + [False] * len(keys)).collect())
+
+
+def time_bin(days: int) -> str:
+    """A polars duration giving a readable number of bars for a scenario of ``days`` days."""
+    return "1h" if days <= 3 else "6h" if days <= 14 else "1d"
+
+
+def over_time(patients: pl.LazyFrame, by: str, every: str = "1d") -> pl.DataFrame:
+    """Casualties per time bin of injury and value of ``by``: columns time, <by>, patients."""
+    return (patients.select(time=pl.col("injury_time").dt.truncate(every), key=pl.col(by).cast(pl.String))
+            .group_by("time", "key").agg(patients=pl.len()).sort("time", "key")
+            .rename({"key": by}).collect())
+
+
+def hour_of_day(patients: pl.LazyFrame) -> pl.DataFrame:
+    """Casualties per hour of day (UTC) and category: columns hour, category, patients."""
+    return (patients.group_by(hour=pl.col("injury_time").dt.hour(), category=pl.col("category").cast(pl.String))
+            .agg(patients=pl.len()).sort("hour", "category").collect())
+
+
+def outcomes_by_facility(patients: pl.LazyFrame) -> pl.DataFrame:
+    """Patients per last facility and outcome, facilities in chain order."""
+    order = pl.DataFrame({"last_facility": list(FACILITIES), "_o": list(range(len(FACILITIES)))})
+    return (patients.group_by(pl.col("last_facility").cast(pl.String), pl.col("outcome").cast(pl.String))
+            .agg(patients=pl.len()).collect()
+            .join(order, on="last_facility", how="left").sort("_o", "outcome").drop("_o"))
+
+
+def preview_summary(patients: pl.DataFrame) -> dict[str, pl.DataFrame | dict]:
+    """What the Scenario page draws for a small in-memory sample."""
+    lf = patients.lazy()
+    return {"figures": key_figures(lf),
+            "per_day": over_time(lf, "category", "1d"),
+            "per_hour": hour_of_day(lf),
+            "category": counts(lf, "category"),
+            "mechanism": counts(lf, "mechanism", "category"),
+            "triage": counts(lf, "triage", "category"),
+            "outcome": counts(lf, "outcome", "category")}
+
+
+# --- flow: Sankey, care timings, occupancy -----------------------------------------------------------------
+
+def _visits(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Where each patient was, in order: the injury at POI, then each arrival."""
+    return (events.filter(pl.col("event").cast(pl.String).is_in(["injury", "arrival"]))
+            .select("patient_id", "seq", facility=pl.col("facility").cast(pl.String)))
+
+
+def flow_links(patients: pl.LazyFrame, events: pl.LazyFrame) -> pl.DataFrame:
+    """Sankey links POI -> R1 -> R2 -> R3 -> R4 -> outcome: columns source, target, patients.
+
+    A facility that was bypassed (POI straight to R2 by air) gives a direct link; the last facility of each
+    patient links to the outcome."""
+    moves = (_visits(events).sort("patient_id", "seq")
+             .with_columns(target=pl.col("facility").shift(-1).over("patient_id"))
+             .filter(pl.col("target").is_not_null())
+             .group_by(source=pl.col("facility"), target=pl.col("target")).agg(patients=pl.len()))
+    labels = pl.DataFrame({"outcome": list(OUTCOME_LABELS), "target": list(OUTCOME_LABELS.values())})
+    ends = (patients.group_by(source=pl.col("last_facility").cast(pl.String), outcome=pl.col("outcome").cast(pl.String))
+            .agg(patients=pl.len()).join(labels.lazy(), on="outcome").select("source", "target", "patients"))
+    links = pl.concat([moves.collect(), ends.collect()], how="vertical_relaxed")
+    index = {n: i for i, n in enumerate(SANKEY_NODES)}
+    return (links.with_columns(pl.col("patients").cast(pl.Int64),
+                               _s=pl.col("source").replace_strict(index, default=99),
+                               _t=pl.col("target").replace_strict(index, default=99))
+            .sort("_s", "_t").drop("_s", "_t"))
+
+
+def care_times(patients: pl.LazyFrame, events: pl.LazyFrame, *, t1_battle_only: bool = True) -> pl.LazyFrame:
+    """Per patient, minutes from injury to first treatment, to a medical facility (R1+) and to surgery
+    (null when it never happened). MASCAL patients are left out, as the 10-1-2 targets do."""
+    who = patients.filter(~pl.col("mass_casualty"))
+    if t1_battle_only:
+        who = who.filter((pl.col("triage") == "T1") & (pl.col("category") == "BI"))
+    who = who.select("patient_id", "injury_time")
+    ev = events.select("patient_id", "time", event=pl.col("event").cast(pl.String),
+                       facility=pl.col("facility").cast(pl.String), detail="detail")
+    firsts = ev.group_by("patient_id").agg(
+        treated=pl.col("time").filter(pl.col("event") == "treatment_start").min(),
+        mtf=pl.col("time").filter((pl.col("event") == "arrival") & pl.col("facility").is_in(MTF)).min(),
+        surgery=pl.col("time").filter((pl.col("event") == "treatment_start") & (pl.col("detail") == SURGERY)).min())
+    minutes = lambda c: ((pl.col(c) - pl.col("injury_time")).dt.total_seconds() / 60).alias(c)  # noqa: E731
+    return (who.join(firsts, on="patient_id", how="left")
+            .select("patient_id", minutes("treated"), minutes("mtf"), minutes("surgery")))
+
+
+def ten_one_two(patients: pl.LazyFrame, events: pl.LazyFrame, *, t1_battle_only: bool = True,
+                cap_min: int = 360, step_min: int = 5) -> dict[str, pl.DataFrame]:
+    """The 10-1-2 lines: a summary (measure, line_min, patients, reached, within, within_share, median_min,
+    p90_min) and a histogram (measure, minutes, patients) of minutes to each step, capped at ``cap_min``."""
+    times = care_times(patients, events, t1_battle_only=t1_battle_only).collect()
+    rows, hist = [], []
+    for (label, line), col in zip(TEN_ONE_TWO, ("treated", "mtf", "surgery")):
+        s = times[col].drop_nulls()
+        within = int((s <= line).sum())
+        rows.append({"measure": label, "line_min": line, "patients": times.height, "reached": s.len(),
+                     "within": within, "within_share": within / s.len() if s.len() else None,
+                     "median_min": s.median(), "p90_min": s.quantile(0.9)})
+        hist.append(pl.DataFrame({"minutes": s}).select(
+            measure=pl.lit(label), minutes=(pl.col("minutes").clip(0, cap_min) // step_min * step_min))
+            .group_by("measure", "minutes").agg(patients=pl.len()))
+    histogram = pl.concat(hist).sort("measure", "minutes") if hist else pl.DataFrame()
+    return {"summary": pl.DataFrame(rows), "histogram": histogram}
+
+
+def _presence(events: pl.LazyFrame) -> pl.LazyFrame:
+    """+1 when a patient comes to a place, -1 when they leave it: a running sum per place is its occupancy.
+
+    Places are the facilities and ``TRANSIT`` (between a departure and the next arrival). The injury puts a
+    patient at POI; a departure moves them from the facility into transit, an arrival from transit into the
+    facility; a death in transit (detail ``in_transit:..``) ends the transit, any other death, return to duty or
+    evacuation out of theatre ends the stay at the facility."""
+    ev = pl.col("event").cast(pl.String)
+    in_transit = pl.col("detail").str.starts_with("in_transit").fill_null(False)
+    base = events.select("patient_id", "time", "event", "detail", facility=pl.col("facility").cast(pl.String))
+    at_facility = (base.filter(ev.is_in(["injury", "arrival", *LEAVES]) & ~((ev == "death") & in_transit))
+                   .select("patient_id", "time", "facility",
+                           delta=pl.when(ev.is_in(["injury", "arrival"])).then(1).otherwise(-1).cast(pl.Int32)))
+    transit = (base.filter(ev.is_in(["departure", "arrival"]) | ((ev == "death") & in_transit))
+               .select("patient_id", "time", facility=pl.lit(TRANSIT),
+                       delta=pl.when(ev == "departure").then(1).otherwise(-1).cast(pl.Int32)))
+    return pl.concat([at_facility, transit])
+
+
+def _bins(start: datetime, end: datetime, every: str) -> pl.DataFrame:
+    return pl.DataFrame({"time": pl.datetime_range(start, end, every, time_unit="us", time_zone="UTC", eager=True)})
+
+
+def occupancy(events: pl.LazyFrame, start: datetime, end: datetime, every: str = "1h") -> pl.DataFrame:
+    """Patients present at each place (PLACES: facilities and in transit) at the end of each time bin:
+    columns time, facility, patients."""
+    deltas = (_presence(events).group_by(time=pl.col("time").dt.truncate(every), facility="facility")
+              .agg(delta=pl.col("delta").sum()).collect())
+    grid = _bins(start, end, every).join(pl.DataFrame({"facility": list(PLACES)}), how="cross")
+    return (grid.join(deltas, on=["time", "facility"], how="left")
+            .with_columns(pl.col("delta").fill_null(0))
+            .sort("facility", "time")
+            .with_columns(patients=pl.col("delta").cum_sum().over("facility"))
+            .select("time", "facility", "patients"))
+
+
+def replay_step(start: datetime, end: datetime, max_frames: int = 150) -> str:
+    """The smallest of 1, 2, 3, 6, 12 or 24 hours that shows the whole window in at most ``max_frames`` frames."""
+    hours = (end - start).total_seconds() / 3600
+    for h in (1, 2, 3, 6, 12, 24):
+        if hours / h <= max_frames:
+            return f"{h}h"
+    return f"{math.ceil(hours / max_frames / 24)}d"
+
+
+def filter_patients(patients: pl.LazyFrame, filters: dict[str, Iterable[str]] | None) -> pl.LazyFrame:
+    """Patients whose columns take one of the chosen values (an empty choice keeps everyone)."""
+    for column, values in (filters or {}).items():
+        values = [str(v) for v in values or ()]
+        if values:
+            patients = patients.filter(pl.col(column).cast(pl.String).is_in(values))
+    return patients
+
+
+def replay_frames(patients: pl.LazyFrame, events: pl.LazyFrame, start: datetime, end: datetime,
+                  every: str = "1h", filters: dict[str, Iterable[str]] | None = None) -> pl.DataFrame:
+    """One row per time bin: patients present at each of PLACES at its end, what happened during it
+    (injured, arrived at a facility, died, returned to duty, evacuated out of theatre) and the running totals
+    (total_injured, total_died, total_rtd, total_evacuated)."""
+    who = filter_patients(patients, filters)
+    if filters and any(filters.values()):
+        events = events.join(who.select("patient_id"), on="patient_id", how="semi")
+    ev = pl.col("event").cast(pl.String)
+    bin_ = pl.col("time").dt.truncate(every)
+    place = (_presence(events).group_by(time=bin_).agg(
+        [pl.col("delta").filter(pl.col("facility") == f).sum().alias(f) for f in PLACES]))
+    happened = (events.group_by(time=bin_).agg(
+        injured=(ev == "injury").sum(), arrived=((ev == "arrival")).sum(), died=(ev == "death").sum(),
+        rtd=(ev == "rtd").sum(), evacuated=(ev == "evacuated").sum()))
+    both = place.join(happened, on="time", how="full", coalesce=True).collect()
+    frames = (_bins(start, end, every).join(both, on="time", how="left").fill_null(0).sort("time"))
+    return frames.with_columns(
+        *[pl.col(f).cum_sum().cast(pl.Int64) for f in PLACES],
+        total_injured=pl.col("injured").cum_sum(), total_died=pl.col("died").cum_sum(),
+        total_rtd=pl.col("rtd").cum_sum(), total_evacuated=pl.col("evacuated").cum_sum())
+
+
+# --- patients table and card -------------------------------------------------------------------------------
+
+def filter_options(patients: pl.LazyFrame) -> dict[str, list[str]]:
+    """The values each patient filter can take in this run (for the filter widgets)."""
+    row = patients.select([pl.col(c).cast(pl.String).unique().sort().implode() for c in PATIENT_FILTERS]).collect()
+    order = {"category": CATEGORIES, "triage": TRIAGES, "outcome": OUTCOMES, "last_facility": FACILITIES}
+    out = {}
+    for c in PATIENT_FILTERS:
+        values = [v for v in row[c][0].to_list() if v is not None]
+        if c in order:
+            values = [v for v in order[c] if v in values] + [v for v in values if v not in order[c]]
+        out[c] = values
+    return out
+
+
+def patient_page(patients: pl.LazyFrame, filters: dict[str, Iterable[str]] | None = None, *,
+                 search: str = "", limit: int = 200, offset: int = 0) -> tuple[pl.DataFrame, int]:
+    """A page of the patients table (TABLE_COLUMNS) matching the filters and a name / service number / id
+    search, and how many patients match in total."""
+    lf = filter_patients(patients, filters)
+    text = search.strip()
+    if text:
+        if text.isdigit():
+            lf = lf.filter(pl.col("patient_id") == int(text))
+        else:
+            needle = text.lower()
+            lf = lf.filter(pl.concat_str("given_name", pl.lit(" "), "family_name", pl.lit(" "), "service_number")
+                           .str.to_lowercase().str.contains(needle, literal=True))
+    total = lf.select(pl.len()).collect().item()
+    page = lf.select(TABLE_COLUMNS).sort("patient_id").slice(offset, limit).collect()
+    return page, total
+
+
+def patient_card(run: Run, patient_id: int) -> dict | None:
+    """Everything about one patient: the patient row (dict), and their conditions, events and vitals (frames
+    in order); None when the run has no such patient."""
+    pick = pl.col("patient_id") == int(patient_id)
+    row = run.patients().filter(pick).collect()
+    if row.is_empty():
+        return None
+    out = {"patient": row.row(0, named=True),
+           "events": run.events().filter(pick).sort("seq").drop("patient_id").collect(),
+           "conditions": run.conditions().filter(pick).sort("rank").drop("patient_id").collect()}
+    vitals = run.vitals().filter(pick).drop("patient_id").collect()
+    out["vitals"] = vitals.sort("time", "code")
+    # one row per measurement set, one column per vital sign: how a receiving team reads them
+    out["vitals_wide"] = (vitals.pivot(on="name", index=["time", "facility"], values="value",
+                                       aggregate_function="first").sort("time")
+                          if not vitals.is_empty() else vitals)
+    return out
