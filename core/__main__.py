@@ -87,7 +87,7 @@ def cmd_generate(args) -> int:
     try:
         manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
                                 chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
-                                cancel=cancel)
+                                cancel=cancel, fhir_profile=args.fhir_profile)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     if tty:
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help="random seed (0 to 2^63-1); same scenario + seed = same data")
     g.add_argument("--days", type=int, help="scenario length in days (1 to 180)")
     g.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")
+    g.add_argument("--fhir-profile", choices=("collection", "ips"),
+                   help="with --format fhir: Bundle type collection (default) or an IPS document per patient")
     g.add_argument("--out", help="output folder (default runs/<scenario>-seed<seed>-<patients>)")
     g.add_argument("--compress", action="store_true", help="gzip every file (.gz)")
     g.add_argument("--encrypt", action="store_true",

@@ -15,6 +15,9 @@ the resource's index (``codes.uuid_prefix``), so the same seed gives byte-identi
 """
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import polars as pl
 
 import core
@@ -52,8 +55,14 @@ def time(col: str | pl.Expr) -> pl.Expr:
 
 def uuid(seed: int, kind: str, index: pl.Expr, pid: pl.Expr = pl.col("patient_id")) -> pl.Expr:
     """``urn:uuid:…`` of the ``index``-th resource of ``kind`` of a patient (indexes below 1000)."""
-    return cat(codes.uuid_prefix(seed, KINDS[kind]), index.cast(pl.String).str.zfill(3), "-",
-               pid.cast(pl.String).str.zfill(12))
+    return cat(codes.uuid_prefix(seed, KINDS[kind]), (index.cast(pl.Int64) + 1000).cast(pl.String).str.slice(1),
+               "-", (pid + 10**12).cast(pl.String).str.slice(1))
+
+
+def seq_in_patient(frame: pl.DataFrame) -> pl.Series:
+    """0, 1, 2… within each patient of a frame sorted by patient_id (no window expression needed)."""
+    ids = frame["patient_id"].to_numpy()
+    return pl.Series("idx", np.arange(len(ids)) - np.searchsorted(ids, ids, side="left"), dtype=pl.Int64)
 
 
 def ref(expr: pl.Expr) -> pl.Expr:
@@ -79,9 +88,25 @@ def mapped(col: str | pl.Expr, mapping: dict[str, str], default: pl.Expr | None 
     return expr.cast(pl.String).replace_strict(mapping, default=default, return_dtype=pl.String)
 
 
-def per_patient(frame: pl.DataFrame, column: str, name: str) -> pl.DataFrame:
-    """``column`` text of every row joined per patient (rows keep their order)."""
-    return frame.group_by("patient_id", maintain_order=True).agg(pl.col(column).str.join("").alias(name))
+def part(frame: pl.DataFrame, order: int, text: pl.Expr, idx: str | pl.Expr | None = None) -> pl.DataFrame:
+    """Rows of one section of the bundles: ``patient_id``, ``k`` (position inside the bundle) and ``text``."""
+    key = pl.lit(order * 1000, pl.Int64) + (pl.col(idx) if isinstance(idx, str) else idx if idx is not None
+                                             else pl.lit(0, pl.Int64))
+    return frame.select("patient_id", key.cast(pl.Int64).alias("k"), text.alias("text"))
+
+
+class _Forward:
+    """The file object polars' writer gets: each buffer it flushes goes straight to the stream below."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data) -> int:
+        self._stream.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 # --- the builder ----------------------------------------------------------------------------------------
@@ -116,10 +141,11 @@ class BundleBuilder:
             self._sites[key] = (loc_url, org_url, entries, name)
         return self._sites[key]
 
-    def render(self, batch: Batch) -> pl.Series:
-        """One JSON line (without the line break) per patient of ``batch``, in patient order."""
+    def render_parts(self, batch: Batch) -> pl.DataFrame:
+        """One ``text`` column whose rows, written end to end, are the batch's NDJSON bundle lines."""
         seed = self.seed
-        patients = batch.patients.with_columns(p_url=uuid(seed, "patient", lit("0")))
+        p_url = uuid(seed, "patient", lit("0"))  # from patient_id alone: no join needed anywhere
+        patients = batch.patients.with_columns(p_url=p_url)
         p_ref = ref(pl.col("p_url"))
         front_of = patients.select("patient_id", "front", "p_url")
 
@@ -155,8 +181,7 @@ class BundleBuilder:
 
         # Location / Organization entries: each facility used, once per bundle
         used = stays.unique(["patient_id", "facility"], keep="first", maintain_order=True)
-        site_entries = per_patient(used.with_columns(text=mapped(site_key, {k: v[2] for k, v in sites.items()})),
-                                   "text", "sites")
+        site_part = part(used, 1, mapped(site_key, {k: v[2] for k, v in sites.items()}), "stay")
 
         # Encounters, linked in order through hospitalization.origin / destination
         classes = {fac: dumps({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": spec["class"][0],
@@ -181,13 +206,14 @@ class BundleBuilder:
                             pl.when(pl.col("finished")).then(lit("completed")).otherwise(lit("active")),
                             '","period":', period, "}]"),
                         pl.when(pl.col("org_url").is_not_null()).then(member("serviceProvider", ref(pl.col("org_url")))))
-        enc_entries = per_patient(stays.with_columns(text=entry(pl.col("e_url"), encounter)), "text", "encounters")
+        enc_part = part(stays, 2, entry(pl.col("e_url"), encounter), "stay")
 
         # Conditions
         cond = (batch.conditions.join(patients.select("patient_id", "p_url", "injury_time"), on="patient_id",
                                       how="left", maintain_order="left")
                 .join(first_stay, on="patient_id", how="left", maintain_order="left")
-                .with_columns(c_url=uuid(seed, "condition", pl.int_range(pl.len()).over("patient_id"))))
+                .with_columns(seq_in_patient(batch.conditions))
+                .with_columns(c_url=uuid(seed, "condition", pl.col("idx"))))
         condition = obj('"resourceType":"Condition"',
                         '"clinicalStatus":' + dumps(codes.concept(f"{codes.TERMINOLOGY}/condition-clinical", "active", "Active")),
                         '"verificationStatus":' + dumps(codes.concept(f"{codes.TERMINOLOGY}/condition-ver-status",
@@ -201,50 +227,55 @@ class BundleBuilder:
                         cat(mapped("body_region", codes.body_site_members()), member("subject", p_ref)),
                         pl.when(pl.col("poi_url").is_not_null()).then(member("encounter", ref(pl.col("poi_url")))),
                         member("onsetDateTime", time("injury_time")))
-        cond_entries = per_patient(cond.with_columns(text=entry(pl.col("c_url"), condition)), "text", "conditions")
+        cond_part = part(cond, 3, entry(pl.col("c_url"), condition), "idx")
 
         # Observations: vital signs (blood pressure as one panel), triage, blood group
         vit = (batch.vitals.with_columns(pl.col("code").cast(pl.String), pl.col("facility").cast(pl.String),
-                                         pl.col("unit").cast(pl.String),
-                                         idx=pl.int_range(pl.len()).over("patient_id"))
+                                         pl.col("unit").cast(pl.String), idx=seq_in_patient(batch.vitals))
                .join(stay_of.select("patient_id", "facility", "e_url"), on=["patient_id", "facility"], how="left",
                      maintain_order="left")
-               .join(patients.select("patient_id", "p_url"), on="patient_id", how="left", maintain_order="left"))
-        value = lambda v, unit: cat('{"value":', v.cast(pl.String), ',"unit":"', unit, '","system":"', codes.UCUM,
+               .with_columns(p_url=p_url, enc=pl.when(pl.col("e_url").is_not_null())
+                             .then(cat('"encounter":{"reference":"', pl.col("e_url"), '"},')).otherwise(lit(""))))
+        # one flat concat per observation (nested concats would copy each resource's text once more)
+        head = lambda url: (',{"fullUrl":"', url, '","resource":{"resourceType":"Observation","status":"final",')
+        tail = ('"subject":{"reference":"', pl.col("p_url"), '"},', pl.col("enc"), '"effectiveDateTime":"',
+                pl.col("time").dt.to_string(TIME), '",')
+        quantity = lambda v, unit: ('{"value":', v.cast(pl.String), ',"unit":"', unit, '","system":"', codes.UCUM,
                                     '","code":"', unit, '"}')
-        enc_member = pl.when(pl.col("e_url").is_not_null()).then(member("encounter", ref(pl.col("e_url"))))
         single = vit.filter(~pl.col("code").is_in([codes.BP_SYSTOLIC, codes.BP_DIASTOLIC]))
-        observation = obj(cat('"resourceType":"Observation","status":"final",', mapped("code", codes.vital_members()),
-                              member("subject", p_ref)),
-                          enc_member,
-                          member("effectiveDateTime", time("time")),
-                          member("valueQuantity", value(pl.col("value"), pl.col("unit"))))
         single = single.with_columns(o_url=uuid(seed, "observation", pl.col("idx")))
-        single = single.with_columns(text=entry(pl.col("o_url"), observation))
+        single = single.with_columns(text=cat(*head(pl.col("o_url")), mapped("code", codes.vital_members()), *tail,
+                                              '"valueQuantity":', *quantity(pl.col("value"), pl.col("unit")), "}}"))
+        # blood pressure: the diastolic row follows the systolic one of the same set
         bp_spec = codes.terminology()["blood_pressure"]
+        same_set = lambda shift: ((pl.col("patient_id").shift(shift) == pl.col("patient_id"))
+                                  & (pl.col("time").shift(shift) == pl.col("time"))
+                                  & (pl.col("facility").shift(shift) == pl.col("facility"))).fill_null(False)
         bp = (vit.filter(pl.col("code").is_in([codes.BP_SYSTOLIC, codes.BP_DIASTOLIC]))
-              .group_by("patient_id", "time", "facility", maintain_order=True)
-              .agg(idx=pl.col("idx").min(), e_url=pl.col("e_url").first(), p_url=pl.col("p_url").first(),
-                   sys=pl.col("value").filter(pl.col("code") == codes.BP_SYSTOLIC).first(),
-                   dia=pl.col("value").filter(pl.col("code") == codes.BP_DIASTOLIC).first()))
+              .with_columns(sys=pl.when(pl.col("code") == codes.BP_SYSTOLIC).then(pl.col("value")),
+                            dia=pl.when(pl.col("code") == codes.BP_DIASTOLIC).then(pl.col("value")),
+                            paired_next=same_set(-1) & (pl.col("code") == codes.BP_SYSTOLIC)
+                            & (pl.col("code").shift(-1) == codes.BP_DIASTOLIC),
+                            paired_prev=same_set(1) & (pl.col("code") == codes.BP_DIASTOLIC)
+                            & (pl.col("code").shift(1) == codes.BP_SYSTOLIC))
+              .with_columns(dia=pl.when(pl.col("paired_next")).then(pl.col("value").shift(-1)).otherwise(pl.col("dia")))
+              .filter(~pl.col("paired_prev")))
         vs_category = dumps(codes.concept(f"{codes.TERMINOLOGY}/observation-category", "vital-signs", "Vital Signs"))
 
         def component(col: str, loinc: list) -> pl.Expr:
             return pl.when(pl.col(col).is_not_null()).then(cat(
                 '{"code":', dumps(codes.concept(codes.LOINC, loinc[0], loinc[1], loinc[1])),
-                ',"valueQuantity":', value(pl.col(col), lit(bp_spec["unit"])), "}"))
+                ',"valueQuantity":', *quantity(pl.col(col), lit(bp_spec["unit"])), "}"))
 
-        panel = obj('"resourceType":"Observation","status":"final","category":[' + vs_category + '],"code":'
-                    + dumps(codes.concept(codes.LOINC, bp_spec["panel"][0], bp_spec["panel"][1], "Blood pressure")),
-                    member("subject", p_ref), enc_member, member("effectiveDateTime", time("time")),
-                    cat('"component":[', pl.concat_str([component("sys", bp_spec["systolic"]),
-                                                        component("dia", bp_spec["diastolic"])],
-                                                       separator=",", ignore_nulls=True), "]"))
         bp = bp.with_columns(o_url=uuid(seed, "observation", pl.col("idx")))
-        bp = bp.with_columns(text=entry(pl.col("o_url"), panel))
+        bp = bp.with_columns(text=cat(
+            *head(pl.col("o_url")), '"category":[', vs_category, '],"code":',
+            dumps(codes.concept(codes.LOINC, bp_spec["panel"][0], bp_spec["panel"][1], "Blood pressure")), ",",
+            *tail, '"component":[', pl.concat_str([component("sys", bp_spec["systolic"]),
+                                                   component("dia", bp_spec["diastolic"])],
+                                                  separator=",", ignore_nulls=True), "]}}"))
         obs = pl.concat([single.select("patient_id", "idx", "o_url", "text"), bp.select("patient_id", "idx", "o_url", "text")])
-        obs = obs.sort("patient_id", "idx", maintain_order=True)
-        obs_entries = per_patient(obs, "text", "observations")
+        obs_part = part(obs, 4, pl.col("text"), "idx")
 
         first_vitals = (vit.group_by("patient_id").agg(pl.col("time").first().alias("v_time"),
                                                        pl.col("e_url").first().alias("v_enc")))
@@ -270,8 +301,9 @@ class BundleBuilder:
         proc = (ev.filter(pl.col("event") == "treatment_start")
                 .join(stays.select("patient_id", "stay", "e_url", "loc_url"), on=["patient_id", "stay"], how="left",
                       maintain_order="left")
-                .join(patients.select("patient_id", "p_url"), on="patient_id", how="left", maintain_order="left")
-                .with_columns(r_url=uuid(seed, "procedure", pl.int_range(pl.len()).over("patient_id"))))
+                .with_columns(p_url=p_url)
+                .with_columns(idx=seq_in_patient(ev.filter(pl.col("event") == "treatment_start")))
+                .with_columns(r_url=uuid(seed, "procedure", pl.col("idx"))))
         displays = {c: dumps(d) for c, d in codes.procedure_displays().items()}
         proc_code = pl.when(pl.col("detail").is_not_null()).then(member("code", cat(
             '{"coding":[{"system":"', codes.SNOMED, '","code":', js("detail"),
@@ -280,7 +312,7 @@ class BundleBuilder:
                         member("encounter", ref(pl.col("e_url"))), member("performedDateTime", time("time")),
                         member("location", ref(pl.col("loc_url"))))
         proc = proc.with_columns(text=entry(pl.col("r_url"), procedure))
-        proc_entries = per_patient(proc, "text", "procedures")
+        proc_part = part(proc, 6, pl.col("text"), "idx")
 
         # the Patient
         nations = {}
@@ -305,25 +337,38 @@ class BundleBuilder:
                       pl.when(pl.col("outcome").cast(pl.String).is_in(["KIA", "DOW"]))
                       .then(member("deceasedDateTime", time("outcome_time"))))
 
-        frame = patients.with_columns(p_text=entry(pl.col("p_url"), patient))
-        for part in (site_entries, enc_entries, cond_entries, obs_entries, proc_entries):
-            frame = frame.join(part, on="patient_id", how="left", maintain_order="left")
-        frame = frame.join(tri.select("patient_id", "tri_text"), on="patient_id", how="left", maintain_order="left")
-        frame = frame.with_columns(pl.col("sites", "encounters", "conditions", "observations", "procedures")
-                                   .fill_null(""))
-        body = cat(pl.col("p_text").str.slice(1), pl.col("sites"), pl.col("encounters"), pl.col("conditions"),
-                   pl.col("observations"), pl.col("tri_text"), pl.col("procedures"))
         b_url = uuid(seed, "bundle", lit("0"))
         if self.profile == "collection":
-            line = cat('{"resourceType":"Bundle","id":"', b_url.str.slice(9), '","type":"collection","timestamp":',
-                       time("outcome_time"), ',"entry":[', body, "]}")
-            return frame.select(line.alias("bundle")).to_series()
-        from .ips import composition_entry  # the IPS document parts
-        frame = composition_entry(self, frame, cond, obs, tri, proc, batch)
-        device = {"resourceType": "Device", "deviceName": [{"name": codes.DEVICE_NAME, "type": "user-friendly-name"}],
-                  "version": [{"value": core.__version__}]}
-        device_entry = f',{{"fullUrl":"{self.device_url}","resource":{dumps(device)}}}'
-        line = cat('{"resourceType":"Bundle","id":"', b_url.str.slice(9),
-                   '","identifier":{"system":"urn:ietf:rfc:3986","value":"', b_url, '"},"type":"document","timestamp":',
-                   time("outcome_time"), ',"entry":[', pl.col("composition"), ",", body, device_entry, "]}")
-        return frame.select(line.alias("bundle")).to_series()
+            head = cat('{"resourceType":"Bundle","id":"', b_url.str.slice(9), '","type":"collection","timestamp":',
+                       time("outcome_time"), ',"entry":[', entry(pl.col("p_url"), patient).str.slice(1))
+            tail = lit("]}\n")
+        else:
+            from .ips import composition_entry  # the IPS document parts
+            with_composition = composition_entry(self, patients, cond, obs, tri, proc, batch)
+            device = {"resourceType": "Device",
+                      "deviceName": [{"name": codes.DEVICE_NAME, "type": "user-friendly-name"}],
+                      "version": [{"value": core.__version__}]}
+            head = cat('{"resourceType":"Bundle","id":"', b_url.str.slice(9),
+                       '","identifier":{"system":"urn:ietf:rfc:3986","value":"', b_url,
+                       '"},"type":"document","timestamp":', time("outcome_time"), ',"entry":[', pl.col("composition"),
+                       entry(pl.col("p_url"), patient))
+            patients = with_composition
+            tail = lit(f',{{"fullUrl":"{self.device_url}","resource":{dumps(device)}}}]}}\n')
+        parts = [part(patients, 0, head), site_part, enc_part, cond_part, obs_part, part(tri, 5, pl.col("tri_text")),
+                 proc_part, part(patients, 9, tail)]
+        return pl.concat(parts, how="vertical").sort("patient_id", "k", maintain_order=True).select("text")
+
+    def write(self, batch: Batch, stream) -> None:
+        """Write the batch's bundles as NDJSON to ``stream`` (anything with ``write(bytes)``): polars writes the
+        parts end to end in buffer-sized pieces, so no batch-sized text is held twice."""
+        self.render_parts(batch).write_csv(_Forward(stream), include_header=False, quote_style="never",
+                                           line_terminator="")
+
+    def render_bytes(self, batch: Batch) -> bytes:
+        buffer = io.BytesIO()
+        self.write(batch, buffer)
+        return buffer.getvalue()
+
+    def render(self, batch: Batch) -> list[str]:
+        """One JSON text (without the line break) per patient of ``batch``, in patient order."""
+        return bytes(self.render_bytes(batch)).decode("utf-8").splitlines()

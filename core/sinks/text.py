@@ -10,7 +10,8 @@ import io
 
 import polars as pl
 
-from core.schema import TABLES
+from core.handover import with_handover
+from core.schema import TABLES, Batch
 
 from .base import Sink
 
@@ -72,10 +73,22 @@ class NdjsonEncoder:
         pass
 
 
+class HandoverCsvEncoder(CsvEncoder):
+    """patients.csv with one more column, ``handover``: the MIST-AT casualty hand-over text (core/handover.py)."""
+
+    def write(self, batch: Batch) -> int:
+        return super().write(with_handover(batch))
+
+
 class CsvSink(Sink):
     ext = "csv"
 
+    def _payloads(self, batch: Batch) -> dict:
+        return {**batch.tables(), "patients": batch}  # the patients lane builds the hand-over text itself
+
     def _encoder(self, table: str, stream) -> CsvEncoder:
+        if table == "patients":
+            return HandoverCsvEncoder(stream, {**TABLES[table], "handover": pl.String})
         return CsvEncoder(stream, TABLES[table])
 
 
