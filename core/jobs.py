@@ -351,7 +351,7 @@ class JobRegistry:
                     runs[row["run_id"]] = merged
             except Exception:  # database down: the folders are still the history
                 pass
-        return sorted(runs.values(), key=lambda r: r.get("created_at") or "", reverse=True)[:limit]
+        return sorted(runs.values(), key=_newest_first, reverse=True)[:limit]
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run's folder and its database rows; a running job is cancelled first, never half-deleted."""
@@ -393,7 +393,7 @@ def list_run_folders(root: Path) -> list[dict]:
         m = _read_manifest(folder)
         if m is None:
             stat = folder.stat()
-            rows.append({"run_id": folder.name, "status": "interrupted", "scenario_name": None,
+            rows.append({"mtime_ns": stat.st_mtime_ns, "run_id": folder.name, "status": "interrupted", "scenario_name": None,
                          "scenario_version": None, "seed": None, "patients": None, "format": None,
                          "compressed": None, "encrypted": None,
                          "created_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc)
@@ -402,7 +402,7 @@ def list_run_folders(root: Path) -> list[dict]:
                          "files": 0, "out_dir": str(folder), "persisted": False, "error": None, "on_disk": True})
             continue
         files = m.get("files") or []
-        rows.append({
+        rows.append({"mtime_ns": (folder / "manifest.json").stat().st_mtime_ns,
             "run_id": m.get("run_id", folder.name), "status": m.get("status"),
             "scenario_name": m.get("scenario_name") or (m.get("scenario") or {}).get("name"),
             "scenario_version": m.get("scenario_version"), "seed": m.get("seed"),
@@ -413,7 +413,23 @@ def list_run_folders(root: Path) -> list[dict]:
             "files": len(files), "out_dir": str(folder), "persisted": bool(m.get("persisted")),
             "error": m.get("error"), "on_disk": True,
         })
-    return sorted(rows, key=lambda r: r["created_at"] or "", reverse=True)
+    return sorted(rows, key=_newest_first, reverse=True)
+
+
+def _epoch(value) -> float:
+    """Seconds since 1970 of a datetime or an ISO 8601 text (manifests say ...Z, databases may not)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _newest_first(row: dict) -> tuple[float, int]:
+    # start times are whole seconds: the folder's last change breaks ties
+    return _epoch(row.get("created_at")) if row.get("created_at") else 0.0, row.get("mtime_ns") or 0
 
 
 def _folder_bytes(folder: Path) -> int:

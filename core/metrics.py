@@ -49,6 +49,7 @@ class ProcessSampler:
     def start(self) -> "ProcessSampler":
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            self.sample()  # the history is never empty once started
             self._thread = threading.Thread(target=self._loop, name="mpg-process-sampler", daemon=True)
             self._thread.start()
         return self
@@ -81,9 +82,8 @@ class ProcessSampler:
         return s
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval):
             self.sample()
-            self._stop.wait(self.interval)
 
     def history(self, seconds: float | None = None) -> list[dict]:
         """Samples, oldest first; only the last ``seconds`` when given."""

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -24,8 +23,9 @@ def reset_dashboard() -> None:
     registry.cancel()
     for job in registry.jobs():
         job.done_event.wait(60)
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
+                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
+        cached.clear()
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def open_page(session: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in (session or {}).items():
+    at = AppTest.from_file(APP, default_timeout=120).run()  # app.py first (navigation, warm caches), as a browser
+    for key, value in (session or {}).items():  # what the Scenario page leaves in the session
         at.session_state[key] = value
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception

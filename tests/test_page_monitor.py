@@ -1,0 +1,98 @@
+"""Monitor page (AppTest): process metrics, cache hit rates, page script-run times, run throughput, DB banner."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import resources
+from core.scenario import load_scenario
+
+APP = str(Path(__file__).parents[1] / "app.py")
+DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
+
+
+def reset_dashboard() -> None:
+    registry = resources.job_registry()
+    registry.cancel()
+    for job in registry.jobs():
+        job.done_event.wait(60)
+    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
+                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
+        cached.clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_dashboard()
+    yield tmp_path
+    reset_dashboard()
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def frame(at: AppTest, first_column: str):
+    for df in at.dataframe:
+        if df.value.columns[0] == first_column:
+            return df.value
+    raise AssertionError(f"no table starting with {first_column!r}")
+
+
+def test_process_metrics_and_page_timings_of_the_pages_visited(data_dir):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for _ in range(3):
+        visit(at, "pages/generate.py")
+        visit(at, "pages/runs.py")
+    visit(at, "pages/monitor.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Memory (RSS)"].endswith("MB") and int(metrics["Memory (RSS)"].split()[0].replace(",", "")) > 50
+    assert int(metrics["Threads"]) >= 2
+    timings = frame(at, "page").set_index("page")
+    assert timings.loc["Generate", "runs"] == 3 and timings.loc["Runs", "runs"] == 3
+    assert 0 < timings.loc["Generate", "p50 ms"] <= timings.loc["Generate", "p95 ms"] <= timings.loc["Generate", "max ms"]
+    assert "Scenario" in timings.index  # app.py's first run shows the default page
+
+
+def test_cached_lookups_reach_a_90_percent_hit_rate_in_steady_state(data_dir):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for _ in range(5):
+        for page in ("pages/generate.py", "pages/runs.py", "pages/monitor.py"):
+            visit(at, page)
+    caches = frame(at, "function").set_index("function")
+    assert {"preset_choices", "default_scenario", "run_history"} <= set(caches.index)
+    assert (caches["calls"] == caches["hits"] + caches["misses"]).all()
+    rate = {m.label: m.value for m in at.metric}["Cache hit rate"]
+    assert int(rate.rstrip("%")) >= 90, rate
+
+
+def test_run_throughput_chart_after_runs(data_dir):
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    assert "No completed run yet." in [c.value for c in at.caption]
+    registry = resources.job_registry()
+    for seed in (1, 2):
+        job = registry.submit(load_scenario("default").with_overrides(patients=2_000, seed=seed))
+        registry.wait(job.run_id, 120)
+    at.run()
+    assert not at.exception
+    assert "No completed run yet." not in [c.value for c in at.caption]
+    charts = at.get("vega_lite_chart")
+    assert charts, "no throughput chart"
+    spec = str(charts[-1].proto)
+    assert "patients/s" in spec
+
+
+def test_database_down_shows_a_banner(data_dir, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", DOWN_URL)
+    reset_dashboard()
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    banner = " ".join(w.value for w in at.warning)
+    assert "Database unavailable" in banner
+    assert "No database connection." in [c.value for c in at.caption]
+    assert {m.label: m.value for m in at.metric}["Pool in use"] == "–"

@@ -1,0 +1,113 @@
+"""Runs page (AppTest): the run history, a run's summary and ZIP download, delete with confirmation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import resources
+from core.scenario import load_scenario
+
+APP = str(Path(__file__).parents[1] / "app.py")
+PAGE = "pages/runs.py"
+
+
+def reset_dashboard() -> None:
+    registry = resources.job_registry()
+    registry.cancel()
+    for job in registry.jobs():
+        job.done_event.wait(60)
+    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
+                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
+        cached.clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_dashboard()
+    yield tmp_path
+    reset_dashboard()
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()  # app.py first, as a browser does
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(widgets, label):
+    found = [w for w in widgets if w.label == label]
+    assert found, f"no widget labelled {label!r} among {[w.label for w in widgets]}"
+    return found[0]
+
+
+def run(patients: int, seed: int, **options):
+    registry = resources.job_registry()
+    job = registry.submit(load_scenario("default").with_overrides(patients=patients, seed=seed), **options)
+    return registry.wait(job.run_id, 120)
+
+
+def table(at: AppTest):
+    return at.dataframe[0].value  # pandas DataFrame of the history table
+
+
+def test_no_runs_yet(data_dir):
+    at = open_page()
+    assert "No runs yet" in at.info[0].value
+
+
+def test_history_lists_each_run_with_status_size_seed_and_timings(data_dir):
+    first = run(2_000, seed=5, fmt="csv", compress=True)
+    second = run(3_000, seed=6)
+    at = open_page()
+    df = table(at)
+    assert list(df["run"]) == [second.run_id, first.run_id]  # newest first
+    row = df[df["run"] == first.run_id].iloc[0]
+    assert (row["status"], row["seed"], row["patients"], row["format"]) == ("completed", 5, 2_000, "csv +gz")
+    assert row["size"].endswith(("KB", "MB")) and row["seconds"] > 0 and row["patients/s"] > 0
+    assert {"version", "started (UTC)", "peak MB", "in database"} <= set(df.columns)
+    assert by_label(at.selectbox, "Run").value == second.run_id
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Patients"] == "3,000"
+    assert [d.label for d in at.get("download_button")] == ["Download as ZIP"]
+
+
+def test_a_cancelled_run_is_listed_without_a_download(data_dir):
+    registry = resources.job_registry()
+    job = registry.submit(load_scenario("default").with_overrides(patients=5_000_000, seed=1))
+    while job.patients_done == 0 and job.active:
+        job.done_event.wait(0.05)
+    registry.cancel()
+    registry.wait(job.run_id, 30)
+    at = open_page()
+    assert table(at).iloc[0]["status"] == "cancelled"
+    assert not at.get("download_button")
+
+
+def test_delete_needs_confirmation_and_removes_the_run(data_dir):
+    keep, gone = run(2_000, seed=1), run(2_000, seed=2)
+    at = open_page()
+    by_label(at.selectbox, "Run").set_value(gone.run_id).run()
+    delete = by_label(at.button, "Delete run")
+    assert delete.disabled  # nothing happens without ticking the confirmation
+    by_label(at.checkbox, f"Yes, delete run {gone.run_id} and its files").check().run()
+    by_label(at.button, "Delete run").click().run()
+    assert not at.exception
+    assert f"Run {gone.run_id} deleted" in at.success[0].value
+    assert not gone.out_dir.exists() and keep.out_dir.exists()
+    assert list(table(at)["run"]) == [keep.run_id]
+    assert not by_label(at.checkbox, f"Yes, delete run {keep.run_id} and its files").value  # confirmation reset
+
+
+def test_a_running_run_cannot_be_deleted(data_dir):
+    registry = resources.job_registry()
+    job = registry.submit(load_scenario("default").with_overrides(patients=5_000_000, seed=1))
+    at = open_page()
+    assert table(at).iloc[0]["status"] in ("queued", "running")
+    assert by_label(at.checkbox, f"Yes, delete run {job.run_id} and its files").disabled
+    registry.cancel()
+    registry.wait(job.run_id, 30)
