@@ -11,6 +11,8 @@ pg = st.navigation([
     st.Page("pages/scenario.py", title="Scenario", icon="🗺️", default=True),
     st.Page("pages/generate.py", title="Generate", icon=":material/play_circle:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/insights:"),
+    st.Page("pages/replay.py", title="Replay", icon=":material/slow_motion_video:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ])
 started = time.perf_counter()

@@ -61,6 +61,29 @@ def counted_cache_data(**cache_kwargs):
     return wrap
 
 
+def counted_cache_resource(**cache_kwargs):
+    """``st.cache_resource`` counted like ``counted_cache_data``: for large read-only objects (plotly figures
+    with hundreds of animation frames) that would cost more to unpickle on every hit than to share."""
+    def wrap(fn):
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def body(*args, **kwargs):
+            cache_stats().miss(name)
+            return fn(*args, **kwargs)
+
+        cached = st.cache_resource(show_spinner=False, **cache_kwargs)(body)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            cache_stats().call(name)
+            return cached(*args, **kwargs)
+
+        call.clear = cached.clear
+        return call
+    return wrap
+
+
 @counted_cache_data()
 def preset_choices() -> dict[str, str]:
     """Preset id -> display name, 'default' first."""
@@ -236,6 +259,97 @@ def run_summary(run_id: str) -> dict:
 def default_scenario() -> Scenario:
     """The default scenario (Generate uses it when the Scenario page has not set one)."""
     return load_scenario("default")
+
+
+# --- Scenario, Explore and Replay pages -----------------------------------------------------------------------
+# Run aggregates are keyed by (run folder, manifest stamp): a run that is re-written gets new entries.
+
+@counted_cache_data(max_entries=64)
+def preview_summary(scenario_json: str, patients: int) -> dict:
+    """The Scenario page's charts data for a small sample of the scenario (core.explore.preview_summary)."""
+    from core import explore
+    return explore.preview_summary(preview(scenario_json, patients))
+
+
+@counted_cache_data()
+def nation_names() -> dict[str, str]:
+    """ISO3 code -> nation name, NATO members then partners."""
+    data = reference.nations_file()
+    return {code: row.get("name", code) for group in ("nations", "partners") for code, row in data[group].items()}
+
+
+@counted_cache_data(ttl=15, max_entries=16)
+def explore_runs(folders: tuple[str, ...], version: int) -> list[dict]:
+    """Run folders under the runs folder and ``folders`` (``version``: job_registry().version, so a run that
+    just finished appears at once; the ttl picks up runs written by the CLI)."""
+    from core import explore
+    return explore.find_runs(*folders)
+
+
+@counted_cache_data(max_entries=32)
+def explore_overview(path: str, stamp: str) -> dict:
+    """Key figures, distributions and timelines of one run (patients table only: quick even for 1M patients)."""
+    from core import explore
+    run = explore.open_run(path)
+    p = run.patients()
+    days = int(run.scenario.get("days", 1))
+    every = explore.time_bin(days)
+    start, end = run.window
+    return {"run_id": run.run_id, "manifest": {k: v for k, v in run.manifest.items() if k != "scenario"},
+            "scenario": run.scenario, "figures": explore.key_figures(p), "every": every,
+            "start": start, "end": end,
+            "by_front": explore.over_time(p, "front", every), "by_warfare": explore.over_time(p, "warfare_type", every),
+            "category": explore.counts(p, "category"), "mechanism": explore.counts(p, "mechanism", "category"),
+            "body_region": explore.counts(p, "body_region", "category"), "triage": explore.counts(p, "triage", "category"),
+            "outcomes_by_facility": explore.outcomes_by_facility(p), "options": explore.filter_options(p),
+            "calibration": run.calibration()}
+
+
+@counted_cache_data(max_entries=32)
+def explore_flow(path: str, stamp: str, t1_battle_only: bool = True) -> dict:
+    """Sankey links, 10-1-2 timings and facility occupancy of one run (each reads the events table lazily)."""
+    from core import explore
+    run = explore.open_run(path)
+    start, end = run.window
+    every = "1h" if (end - start).days <= 10 else "6h"
+    return {"links": explore.flow_links(run.patients(), run.events()),
+            "timings": explore.ten_one_two(run.patients(), run.events(), t1_battle_only=t1_battle_only),
+            "occupancy": explore.occupancy(run.events(), start, end, every), "every": every}
+
+
+@counted_cache_data(max_entries=64)
+def explore_patients(path: str, stamp: str, filters: tuple[tuple[str, tuple[str, ...]], ...], search: str,
+                     offset: int, limit: int = 200) -> tuple:
+    """A page of the filtered patient table and the number of matching patients."""
+    from core import explore
+    return explore.patient_page(explore.open_run(path).patients(), dict(filters), search=search,
+                                limit=limit, offset=offset)
+
+
+@counted_cache_data(max_entries=128)
+def explore_patient_card(path: str, stamp: str, patient_id: int) -> dict | None:
+    from core import explore
+    return explore.patient_card(explore.open_run(path), patient_id)
+
+
+@counted_cache_data(max_entries=32)
+def replay_frames(path: str, stamp: str, every: str, filters: tuple[tuple[str, tuple[str, ...]], ...]) -> dict:
+    """Replay frames of one run (core.explore.replay_frames) with the run's window."""
+    from core import explore
+    run = explore.open_run(path)
+    start, end = run.window
+    return {"frames": explore.replay_frames(run.patients(), run.events(), start, end, every, dict(filters)),
+            "start": start, "end": end}
+
+
+@counted_cache_resource(max_entries=16)
+def replay_figure(path: str, stamp: str, every: str, filters: tuple[tuple[str, tuple[str, ...]], ...],
+                  first: int):
+    """The animated replay figure, shared read-only by every session (pages must not change it)."""
+    import plotly.graph_objects as go
+    from core import explore
+    data = replay_frames(path, stamp, every, filters)
+    return go.Figure(explore.replay_figure(data["frames"], data["start"], every, first))
 
 
 @st.cache_resource(show_spinner=False)

@@ -505,7 +505,9 @@ def patient_card(run: Run, patient_id: int) -> dict | None:
     if row.is_empty():
         return None
     out = {"patient": row.row(0, named=True),
-           "events": run.events().filter(pick).sort("seq").drop("patient_id").collect(),
+           "events": run.events().filter(pick).sort("seq").select(
+               "seq", "time", minutes_after_injury=((pl.col("time") - row["injury_time"][0]).dt.total_seconds() / 60)
+               .round(0).cast(pl.Int64), facility="facility", event="event", detail="detail").collect(),
            "conditions": run.conditions().filter(pick).sort("rank").drop("patient_id").collect()}
     vitals = run.vitals().filter(pick).drop("patient_id").collect()
     out["vitals"] = vitals.sort("time", "code")
@@ -514,3 +516,70 @@ def patient_card(run: Run, patient_id: int) -> dict | None:
                                        aggregate_function="first").sort("time")
                           if not vitals.is_empty() else vitals)
     return out
+
+
+# --- replay figure -----------------------------------------------------------------------------------------
+SO_FAR = (("total_injured", "Injured", "#ff7f0e"), ("total_rtd", "Returned to duty", "#2ca02c"),
+          ("total_died", "Died", "#222222"), ("total_evacuated", "Out of theatre", "#1f77b4"))
+PLACE_COLORS = {"POI": "#d62728", TRANSIT: "#bcbd22", "R1": "#9ecae1", "R2": "#6baed6", "R3": "#3182bd",
+                "R4": "#08519c"}
+SPEEDS = (("1×", 600), ("4×", 150), ("16×", 40))  # milliseconds per frame
+
+
+def _frame_title(row: dict, start: datetime, every: str) -> str:
+    t = row["time"]
+    day = (t - start).days + 1
+    return (f"Day {day}, {t:%H:%M} UTC ({t:%Y-%m-%d}) · in these {every}: {row['injured']:,} injured, "
+            f"{row['arrived']:,} arrivals, {row['died']:,} died, {row['rtd']:,} returned to duty")
+
+
+def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int = 0) -> dict:
+    """A plotly figure (as a plain dict, so core needs no plotly) animating ``replay_frames``: left, patients at
+    each place now; right, running totals. Play/pause at three speeds and a time slider are built in, so the
+    browser animates without a round trip to the server; ``first`` is the frame shown before play."""
+    rows = frames.to_dicts()
+    if not rows:
+        return {"data": [], "layout": {"title": {"text": "Nothing happened in this window"}}}
+    first = min(max(first, 0), len(rows) - 1)
+    places, so_far = list(PLACES), [s[1] for s in SO_FAR]
+    top_now = max(1, max(max(r[p] for p in PLACES) for r in rows))
+    top_total = max(1, max(rows[-1][s[0]] for s in SO_FAR))
+
+    def traces(r: dict) -> list[dict]:
+        return [{"type": "bar", "x": places, "y": [r[p] for p in PLACES], "text": [r[p] for p in PLACES],
+                 "textposition": "outside", "marker": {"color": [PLACE_COLORS[p] for p in PLACES]},
+                 "name": "now", "hovertemplate": "%{x}: %{y} patients<extra></extra>"},
+                {"type": "bar", "x": so_far, "y": [r[s[0]] for s in SO_FAR], "text": [r[s[0]] for s in SO_FAR],
+                 "textposition": "outside", "marker": {"color": [s[2] for s in SO_FAR]}, "xaxis": "x2",
+                 "yaxis": "y2", "name": "so far", "hovertemplate": "%{x}: %{y} patients<extra></extra>"}]
+
+    names = [f"{r['time']:%Y-%m-%d %H:%M}" for r in rows]
+    fig_frames = [{"name": n, "data": traces(r), "layout": {"title": {"text": _frame_title(r, start, every)}}}
+                  for n, r in zip(names, rows)]
+
+    def play(label: str, ms: int) -> dict:
+        return {"args": [None, {"frame": {"duration": ms, "redraw": True}, "fromcurrent": True,
+                                "transition": {"duration": min(ms // 2, 300), "easing": "linear"}}],
+                "label": f"▶ {label}", "method": "animate"}
+
+    layout = {
+        "title": {"text": _frame_title(rows[first], start, every)},
+        "height": 480, "showlegend": False, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+        "xaxis": {"domain": [0, 0.58], "title": {"text": "where patients are now"}},
+        "yaxis": {"range": [0, top_now * 1.15], "title": {"text": "patients"}},
+        "xaxis2": {"domain": [0.66, 1], "anchor": "y2", "title": {"text": "so far"}},
+        "yaxis2": {"range": [0, top_total * 1.15], "anchor": "x2"},
+        "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": -0.12, "xanchor": "left",
+                         "yanchor": "top", "showactive": True, "pad": {"t": 30},
+                         "buttons": [play(label, ms) for label, ms in SPEEDS] + [
+                             {"args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                                "transition": {"duration": 0}}],
+                              "label": "⏸ Pause", "method": "animate"}]}],
+        "sliders": [{"active": first, "x": 0.3, "len": 0.7, "y": -0.12, "yanchor": "top", "pad": {"t": 30},
+                     "currentvalue": {"prefix": "", "visible": False},
+                     "steps": [{"args": [[n], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
+                                               "transition": {"duration": 0}}],
+                                "label": n[5:] if i % 4 == 0 else "", "method": "animate"}
+                               for i, n in enumerate(names)]}],
+    }
+    return {"data": traces(rows[first]), "layout": layout, "frames": fig_frames}

@@ -1,0 +1,202 @@
+"""Explore: one finished run in pictures: key figures, timelines, the flow through the chain of care, the 10-1-2
+lines, facility occupancy, the calibration report, and every patient (table and card)."""
+import plotly.graph_objects as go
+import streamlit as st
+
+import resources
+from core.explore import OUTCOME_LABELS, PLACES, SANKEY_NODES, RunNotExplorable, missing_folder
+
+VIEWS = ("Overview", "Flow", "10-1-2", "Occupancy", "Calibration", "Patients")
+COLORS = {"BI": "#d62728", "NBI": "#ff7f0e", "DIS": "#1f77b4", "BSI": "#9467bd",
+          "T1": "#d62728", "T2": "#ff7f0e", "T3": "#2ca02c", "T4": "#7f7f7f",
+          "RTD": "#2ca02c", "KIA": "#222222", "DOW": "#8c564b", "ROLE4": "#1f77b4", "IN_CARE": "#bcbd22"}
+PAGE_ROWS = 200
+
+
+def bars(df, x, y="patients", color=None, title="", horizontal=False, stacked=True, height=320):
+    """A (stacked) bar chart from a small aggregate frame, built with graph_objects (px is ~10x slower)."""
+    groups = [(None, df)] if color is None else [(k[0], g) for k, g in df.group_by(color, maintain_order=True)]
+    fig = go.Figure()
+    for name, g in groups:
+        xs, ys = g[x].to_list(), g[y].to_list()
+        fig.add_bar(x=ys if horizontal else xs, y=xs if horizontal else ys, name=name or y,
+                    orientation="h" if horizontal else "v", marker_color=COLORS.get(name) if name else None)
+    fig.update_layout(title=title, barmode="stack" if stacked else "group", height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), legend_title_text=color or "",
+                      showlegend=color is not None)
+    if horizontal:
+        fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+st.title("Explore")
+with st.expander("Runs from another folder"):
+    extra = st.text_input("Folder", key="ex_folder", placeholder="/path/to/runs or /path/to/one/run",
+                          help="Runs under the data folder are always listed; add a folder written by the CLI.")
+    problem = missing_folder(extra)
+    if problem:
+        st.error(problem)
+folders = () if problem or not extra.strip() else (extra.strip(),)
+runs = resources.explore_runs(folders, resources.job_registry().version)
+if not runs:
+    st.info("No runs yet: generate one on the Generate page, or with "
+            "`python -m core generate --patients 20000 --out data/runs/demo`.")
+    st.stop()
+
+by_path = {r["path"]: r for r in runs}
+path = st.selectbox(
+    "Run", list(by_path), key="ex_run",
+    format_func=lambda p: (f"{by_path[p]['scenario'] or '?'} · {by_path[p]['patients'] or 0:,} patients · "
+                           f"{by_path[p]['started_at']} · {by_path[p]['run_id']}"
+                           + ("" if by_path[p]["reason"] is None else "  (cannot be explored)")))
+run = by_path[path]
+if run["reason"]:
+    st.warning(f"This run cannot be explored: {run['reason']}.")
+    st.stop()
+try:
+    ov = resources.explore_overview(path, run["stamp"])
+except RunNotExplorable as exc:
+    st.error(str(exc))
+    st.stop()
+
+f = ov["figures"]
+m = ov["manifest"]
+st.caption(f"{ov['scenario'].get('name')} · seed {m.get('seed')} · {m.get('format')}"
+           f"{' (gzip)' if m.get('compressed') else ''} · {ov['scenario'].get('days')} days from "
+           f"{ov['start']:%Y-%m-%d} · generated in {m.get('elapsed_s')} s · `{path}`")
+cols = st.columns(7)
+cols[0].metric("Patients", f"{f['patients']:,}")
+cols[1].metric("Killed in action", f"{f['kia']:,}")
+cols[2].metric("Died of wounds", f"{f['dow']:,}")
+cols[3].metric("Returned to duty", f"{f['rtd']:,}", f"{f['rtd_share']:.0%}" if f["rtd_share"] is not None else None,
+               delta_color="off")
+cols[4].metric("Out of theatre (R4)", f"{f['role4']:,}")
+cols[5].metric("BI case fatality", "–" if f["bi_cfr"] is None else f"{f['bi_cfr']:.1%}")
+cols[6].metric("In MASCAL events", "–" if f["mascal_share"] is None else f"{f['mascal_share']:.0%}")
+
+view = st.radio("View", VIEWS, horizontal=True, key="ex_view", label_visibility="collapsed")
+
+if view == "Overview":
+    unit = {"1h": "hour", "6h": "6 hours", "1d": "day"}[ov["every"]]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(bars(ov["by_front"], "time", color="front", title=f"Casualties per {unit} by front"),
+                    width="stretch")
+    c2.plotly_chart(bars(ov["by_warfare"], "time", color="warfare_type",
+                         title=f"Casualties per {unit} by warfare type"), width="stretch")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(bars(ov["category"], "category", color="category", title="Category", stacked=False),
+                    width="stretch")
+    c2.plotly_chart(bars(ov["triage"].sort("triage"), "triage", color="category", title="Triage by category"),
+                    width="stretch")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(bars(ov["mechanism"], "mechanism", color="category", title="Mechanism", horizontal=True,
+                         height=420), width="stretch")
+    c2.plotly_chart(bars(ov["body_region"], "body_region", color="category", title="Body region (primary condition)",
+                         horizontal=True, height=420), width="stretch")
+
+elif view == "Flow":
+    flow = resources.explore_flow(path, run["stamp"])
+    links = flow["links"]
+    index = {n: i for i, n in enumerate(SANKEY_NODES)}
+    fig = go.Figure(go.Sankey(
+        arrangement="snap",
+        node=dict(label=list(SANKEY_NODES), pad=18, thickness=16,
+                  color=["#636efa"] * 5 + [COLORS[k] for k in OUTCOME_LABELS]),
+        link=dict(source=[index[s] for s in links["source"]], target=[index[t] for t in links["target"]],
+                  value=links["patients"].to_list())))
+    fig.update_layout(title="Flow of patients: point of injury → Role 1 … Role 4 → outcome", height=460,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(bars(ov["outcomes_by_facility"], "last_facility", color="outcome",
+                         title="Outcomes by the last facility reached"), width="stretch")
+
+elif view == "10-1-2":
+    t1_only = st.toggle("T1 battle casualties only", value=True, key="ex_t1_only",
+                        help="The 10-1-2 lines are set for the most urgent battle casualties; MASCAL patients "
+                             "are always left out, as the calibration report does.")
+    timings = resources.explore_flow(path, run["stamp"], t1_only)["timings"]
+    summary, hist = timings["summary"], timings["histogram"]
+    cols = st.columns(3)
+    for col, row in zip(cols, summary.iter_rows(named=True)):
+        share = "–" if row["within_share"] is None else f"{row['within_share']:.0%}"
+        col.metric(f"{row['measure'].capitalize()} within {row['line_min']} min", share,
+                   help=f"{row['within']:,} of {row['reached']:,} who reached it ({row['patients']:,} patients); "
+                        f"median {row['median_min'] or 0:.0f} min, 90th percentile {row['p90_min'] or 0:.0f} min")
+    fig = go.Figure()
+    for measure, line in summary.select("measure", "line_min").iter_rows():
+        part = hist.filter(hist["measure"] == measure)
+        fig.add_bar(x=part["minutes"].to_list(), y=part["patients"].to_list(), name=measure, opacity=0.75)
+        fig.add_vline(x=line, line_dash="dash", annotation_text=f"{line} min")
+    fig.update_layout(barmode="overlay", height=380, title="Minutes from injury (capped at 6 h)",
+                      xaxis_title="minutes after injury", yaxis_title="patients", margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.dataframe(summary, hide_index=True, width="stretch")
+
+elif view == "Occupancy":
+    flow = resources.explore_flow(path, run["stamp"])
+    occ = flow["occupancy"]
+    fig = go.Figure()
+    for place in PLACES:
+        part = occ.filter(occ["facility"] == place)
+        fig.add_scatter(x=part["time"].to_list(), y=part["patients"].to_list(), name=place, mode="lines")
+    fig.update_layout(title=f"Patients present at each facility (every {flow['every']})", height=420,
+                      yaxis_title="patients", margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.caption("A patient is at a facility from arrival to departure, death, return to duty or evacuation out of "
+               "theatre; 'in transit' counts patients between a departure and the next arrival.")
+
+elif view == "Calibration":
+    report = ov["calibration"]
+    if not report:
+        st.info("This run has no calibration report (calibration.json).")
+    else:
+        s = report.get("summary", {})
+        st.write(f"**{s.get('pass', 0)} pass · {s.get('warn', 0)} warn · {s.get('n/a', 0)} not applicable** "
+                 f"(published targets of DOMAIN.md §8.7 for a {report.get('evacuation_posture')} posture)")
+        st.dataframe(report.get("targets", []), hide_index=True, width="stretch",
+                     column_order=("status", "metric", "value", "margin", "low", "high", "n", "source", "note"),
+                     column_config={"value": st.column_config.NumberColumn(format="%.3f"),
+                                    "margin": st.column_config.NumberColumn("± 95 %", format="%.3f")})
+
+else:  # Patients
+    options = ov["options"]
+    cols = st.columns(5)
+    chosen = {c: cols[i].multiselect(c.replace("_", " ").capitalize(), options[c], key=f"ex_f_{c}")
+              for i, c in enumerate(("front", "nationality", "category", "triage", "outcome"))}
+    left, right = st.columns([3, 1])
+    search = left.text_input("Search", key="ex_search", placeholder="name, service number or patient id")
+    filters = tuple((k, tuple(v)) for k, v in chosen.items() if v)
+    page_no = right.number_input("Page", min_value=1, value=1, step=1, key="ex_page")
+    table, total = resources.explore_patients(path, run["stamp"], filters, search.strip(),
+                                              (int(page_no) - 1) * PAGE_ROWS, PAGE_ROWS)
+    pages = max(1, -(-total // PAGE_ROWS))
+    st.caption(f"{total:,} patients match · page {min(int(page_no), pages)} of {pages} · "
+               "select a row to open the patient card")
+    picked = st.dataframe(table, hide_index=True, width="stretch", height=300, key="ex_table",
+                          on_select="rerun", selection_mode="single-row")
+    rows = picked.selection.rows if picked is not None and hasattr(picked, "selection") else []
+    default_id = table["patient_id"][rows[0]] if rows else (table["patient_id"][0] if table.height else 1)
+    pid = st.number_input("Patient card: patient id", min_value=1, value=int(default_id), step=1, key="ex_pid")
+    card = resources.explore_patient_card(path, run["stamp"], int(pid))
+    if card is None:
+        st.warning(f"Run {ov['run_id']} has no patient {int(pid)} (ids are 1 to {f['patients']:,}).")
+    else:
+        p = card["patient"]
+        st.subheader(f"{p['rank']} {p['given_name']} {p['family_name']}")
+        c1, c2, c3 = st.columns(3)
+        c1.markdown(f"**Service number** {p['service_number']}  \n**Nationality** {p['nationality']}  \n"
+                    f"**Sex / age** {p['sex']}, {p['age']} (born {p['birth_date']})  \n"
+                    f"**Blood group** {p['blood_group']}  \n**Front** {p['front']}")
+        c2.markdown(f"**Injured** {p['injury_time']:%Y-%m-%d %H:%M} UTC ({p['warfare_type']})  \n"
+                    f"**Category / mechanism** {p['category']} / {p['mechanism']}  \n"
+                    f"**Condition** {p['condition_display']} ({p['condition_code']})  \n"
+                    f"**Body region / severity** {p['body_region']} / {p['severity']}"
+                    f"{' · polytrauma' if p['polytrauma'] else ''}  \n"
+                    f"**Triage** {p['triage']}{' · MASCAL' if p['mass_casualty'] else ''}")
+        c3.markdown(f"**Outcome** {OUTCOME_LABELS.get(p['outcome'], p['outcome'])}  \n"
+                    f"**At** {p['outcome_time']:%Y-%m-%d %H:%M} UTC, {p['last_facility']}  \n"
+                    f"**Incident** {p['event_id']}")
+        t1, t2, t3 = st.tabs(["Timeline", "Conditions", "Vital signs"])
+        t1.dataframe(card["events"], hide_index=True, width="stretch")
+        t2.dataframe(card["conditions"], hide_index=True, width="stretch")
+        t3.dataframe(card["vitals_wide"], hide_index=True, width="stretch")

@@ -1,0 +1,68 @@
+"""Replay: a run's flow animated over scenario time: where patients are (point of injury, in transit, Role 1..4)
+and how many were injured, returned to duty, died or left theatre so far. The animation is a plotly figure with
+frames, so play, pause, speed and the time slider run in the browser without a round trip to the server."""
+import plotly.graph_objects as go
+import streamlit as st
+
+import resources
+from core.explore import PLACE_COLORS, PLACES, RunNotExplorable, replay_step
+
+STEPS = ("1h", "2h", "3h", "6h", "12h", "1d")
+
+st.title("Replay")
+runs = [r for r in resources.explore_runs((), resources.job_registry().version) if r["reason"] is None]
+if not runs:
+    st.info("No run to replay yet: generate one on the Generate page (encrypted and unfinished runs cannot be "
+            "replayed).")
+    st.stop()
+by_path = {r["path"]: r for r in runs}
+if st.session_state.get("ex_run") in by_path and "rp_run" not in st.session_state:
+    st.session_state["rp_run"] = st.session_state["ex_run"]  # the run open on Explore
+path = st.selectbox("Run", list(by_path), key="rp_run",
+                    format_func=lambda p: f"{by_path[p]['scenario']} · {by_path[p]['patients'] or 0:,} patients · "
+                                          f"{by_path[p]['started_at']} · {by_path[p]['run_id']}")
+run = by_path[path]
+try:
+    ov = resources.explore_overview(path, run["stamp"])
+except RunNotExplorable as exc:
+    st.error(str(exc))
+    st.stop()
+
+options = ov["options"]
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+chosen = {"front": c1.multiselect("Front", options["front"], key="rp_front", placeholder="all fronts"),
+          "nationality": c2.multiselect("Nation", options["nationality"], key="rp_nation", placeholder="all nations"),
+          "triage": c3.multiselect("Triage", options["triage"], key="rp_triage", placeholder="all triage groups")}
+auto = replay_step(ov["start"], ov["end"])
+every = c4.selectbox("Step", STEPS, index=STEPS.index(auto) if auto in STEPS else len(STEPS) - 1, key="rp_step",
+                     help="Scenario time per animation frame")
+filters = tuple((k, tuple(v)) for k, v in chosen.items() if v)
+
+data = resources.replay_frames(path, run["stamp"], every, filters)
+frames = data["frames"]
+if frames.is_empty():
+    st.warning("No frame in this run's window.")
+    st.stop()
+times = frames["time"].to_list()
+first = st.select_slider("Jump to", options=range(len(times)), value=0, key=f"rp_jump_{every}",
+                         format_func=lambda i: f"day {(times[i] - ov['start']).days + 1}, {times[i]:%H:%M}")
+st.plotly_chart(resources.replay_figure(path, run["stamp"], every, filters, int(first)), width="stretch",
+                key="rp_figure")
+st.caption("▶ plays from the frame shown (1×, 4× or 16× speed), ⏸ pauses; drag the slider under the chart to "
+           "scrub. 'In transit' are patients between a departure and the next arrival.")
+
+last = frames.row(-1, named=True)
+cols = st.columns(4)
+cols[0].metric("Injured", f"{last['total_injured']:,}")
+cols[1].metric("Returned to duty", f"{last['total_rtd']:,}")
+cols[2].metric("Died", f"{last['total_died']:,}")
+cols[3].metric("Out of theatre", f"{last['total_evacuated']:,}")
+
+timeline = go.Figure()
+for place in PLACES:
+    timeline.add_scatter(x=times, y=frames[place].to_list(), name=place, mode="lines", stackgroup="now",
+                         line=dict(color=PLACE_COLORS[place], width=0.5))
+timeline.add_vline(x=times[int(first)], line_dash="dot")
+timeline.update_layout(title="Patients in the chain of care over the whole run", height=300,
+                       margin=dict(l=10, r=10, t=40, b=10), yaxis_title="patients")
+st.plotly_chart(timeline, width="stretch", key="rp_timeline")
