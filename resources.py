@@ -271,6 +271,27 @@ def preview_summary(scenario_json: str, patients: int) -> dict:
     return explore.preview_summary(preview(scenario_json, patients))
 
 
+@counted_cache_data(ttl=30, max_entries=16)
+def saved_scenarios(version: int) -> list[dict]:
+    """Saved scenarios (latest version of each name) from the database; ``version`` changes on save/delete.
+    Raises core.db.DatabaseUnavailable when the database is down (never cached)."""
+    from core import db
+    engine = db_engine()
+    if engine is None:
+        raise db.DatabaseUnavailable(db_error() or "database unavailable")
+    return db.list_scenarios(engine)
+
+
+@counted_cache_data(ttl=30, max_entries=64)
+def saved_scenario_versions(name: str, version: int) -> list[dict]:
+    """Every saved version of one scenario name, newest first."""
+    from core import db
+    engine = db_engine()
+    if engine is None:
+        raise db.DatabaseUnavailable(db_error() or "database unavailable")
+    return sorted(db.scenario_versions(engine, name), key=lambda v: v["version"], reverse=True)
+
+
 @counted_cache_data()
 def nation_names() -> dict[str, str]:
     """ISO3 code -> nation name, NATO members then partners."""
