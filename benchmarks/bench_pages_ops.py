@@ -28,7 +28,18 @@ def main() -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
 
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
+
+    # AppTest resets the "pages/ folder" flag before each run and would then run a page file without app.py
+    # (no timer); a server clears it for good on the first st.navigation call: do the same.
+    init = PagesManager.__init__
+
+    def init_then_navigation(self, *a, **kw):
+        init(self, *a, **kw)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init_then_navigation
 
     import resources
     from core.scenario import load_scenario

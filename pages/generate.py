@@ -6,6 +6,7 @@ import streamlit as st
 import resources
 from core.exports import download_limit_bytes, human_bytes, zip_run
 from core.jobs import JobBusy
+from core.metrics import line_spec
 from core.scenario import MAX_PATIENTS, ScenarioError
 from core.sinks import FORMATS
 
@@ -121,15 +122,15 @@ def charts(samples: list[dict]) -> None:
     if len(samples) < 2:
         st.caption("Live charts appear after the first two seconds.")
         return
-    t = [s["t"] for s in samples]
-    c1, c2, c3, c4 = st.columns(4)
-    c1.line_chart({"seconds": t, "patients/s": [s["patients_per_s"] for s in samples]}, x="seconds", height=180)
-    c2.line_chart({"seconds": t, "RSS MB": [s["rss_mb"] for s in samples],
-                   "peak MB": [s["peak_rss_mb"] for s in samples]}, x="seconds", height=180)
-    c3.line_chart({"seconds": t, "pool in use": [s["pool_checked_out"] or 0 for s in samples]}, x="seconds",
-                  height=180)
-    c4.line_chart({"seconds": t, "cache hit %": [100 * (s["cache_hit_rate"] or 0) for s in samples]}, x="seconds",
-                  height=180)
+    data = {"seconds": [s["t"] for s in samples],
+            "patients/s": [s["patients_per_s"] for s in samples],
+            "current MB": [s["rss_mb"] for s in samples], "peak MB": [s["peak_rss_mb"] for s in samples],
+            "pool in use": [s["pool_checked_out"] or 0 for s in samples],
+            "cache hit %": [round(100 * (s["cache_hit_rate"] or 0), 1) for s in samples]}
+    cols = st.columns(4)
+    for col, series, title in zip(cols, (["patients/s"], ["current MB", "peak MB"], ["pool in use"], ["cache hit %"]),
+                                  ("patients/s", "memory (MB)", "pool connections in use", "cache hit rate (%)")):
+        col.vega_lite_chart(data, line_spec("seconds", series, y_title=title), width="stretch")
 
 
 def downloads(view: dict) -> None:

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 import resources
+from core.metrics import bar_spec, line_spec
 
 PAGE_BUDGET_MS = 50
 
@@ -32,18 +33,22 @@ def process_panel() -> None:
     if len(history) < 2:
         st.caption("The charts fill in as the sampler collects one sample a second.")
         return
-    t = [datetime.fromtimestamp(s["t"], timezone.utc) for s in history]
+    data = {"time": [datetime.fromtimestamp(s["t"], timezone.utc).isoformat() for s in history],
+            "CPU %": [s["cpu_pct"] for s in history], "RSS MB": [s["rss_mb"] for s in history],
+            "pool in use": [s.get("pool_checked_out") for s in history],
+            "pool budget": [s.get("pool_budget") for s in history],
+            "query p50 ms": [s.get("query_ms_p50") for s in history],
+            "query p95 ms": [s.get("query_ms_p95") for s in history]}
     c1, c2 = st.columns(2)
-    c1.line_chart({"time": t, "CPU %": [s["cpu_pct"] for s in history]}, x="time", height=200)
-    c2.line_chart({"time": t, "RSS MB": [s["rss_mb"] for s in history]}, x="time", height=200)
-    db_samples = [s for s in history if s.get("pool_budget") is not None]
-    if db_samples:
-        td = [datetime.fromtimestamp(s["t"], timezone.utc) for s in db_samples]
+    c1.vega_lite_chart(data, line_spec("time", ["CPU %"], x_type="temporal", x_title=None, height=200), width="stretch")
+    c2.vega_lite_chart(data, line_spec("time", ["RSS MB"], x_type="temporal", x_title=None, height=200),
+                       width="stretch")
+    if any(v is not None for v in data["pool budget"]):
         c3, c4 = st.columns(2)
-        c3.line_chart({"time": td, "pool in use": [s["pool_checked_out"] for s in db_samples],
-                       "pool budget": [s["pool_budget"] for s in db_samples]}, x="time", height=200)
-        c4.line_chart({"time": td, "query p50 ms": [s["query_ms_p50"] or 0 for s in db_samples],
-                       "query p95 ms": [s["query_ms_p95"] or 0 for s in db_samples]}, x="time", height=200)
+        c3.vega_lite_chart(data, line_spec("time", ["pool in use", "pool budget"], x_type="temporal", x_title=None,
+                                           y_title="connections", height=200), width="stretch")
+        c4.vega_lite_chart(data, line_spec("time", ["query p50 ms", "query p95 ms"], x_type="temporal", x_title=None,
+                                           y_title="query latency (ms)", height=200), width="stretch")
 
 
 process_panel()
@@ -73,7 +78,8 @@ with right:
     done = [r for r in resources.runs() if r.get("status") == "completed" and r.get("patients_per_s")][:30]
     if done:
         done.reverse()
-        st.bar_chart({"run": [f"{r['run_id'][:15]}… {r.get('patients') or 0:,}" for r in done],
-                      "patients/s": [r["patients_per_s"] for r in done]}, x="run", y="patients/s", height=260)
+        st.vega_lite_chart({"run": [f"{r['run_id'][:15]}… {r.get('patients') or 0:,}" for r in done],
+                            "patients/s": [r["patients_per_s"] for r in done]}, bar_spec("run", "patients/s"),
+                           width="stretch")
     else:
         st.caption("No completed run yet.")

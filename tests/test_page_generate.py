@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -26,6 +27,20 @@ def reset_dashboard() -> None:
     for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
                    resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
         cached.clear()
+
+
+@pytest.fixture(autouse=True)
+def navigation_like_the_server(monkeypatch):
+    """AppTest resets Streamlit's "pages/ folder" flag before every run, so with a pages/ folder it runs a
+    switched-to page file on its own, skipping app.py. A server clears that flag for good on the first
+    st.navigation call; do the same so every test run goes through app.py (navigation, warm-up, timer)."""
+    init = PagesManager.__init__
+
+    def init_then_navigation(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
 
 
 @pytest.fixture
@@ -116,6 +131,13 @@ def test_a_second_tab_shows_the_running_job_and_can_cancel_it(data_dir):
     assert job.run_id in texts(second.markdown)
     progress = second.get("progress")[0].proto
     assert "of 5,000,000 patients" in progress.text and "ETA" in progress.text
+    deadline = time.monotonic() + 30
+    while len(job.view()["samples"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second.run()  # what the page's one-second poll draws
+    charts = [str(c.proto.spec) for c in second.get("vega_lite_chart")]
+    for series in ("patients/s", "peak MB", "pool in use", "cache hit %"):
+        assert any(series in spec for spec in charts), series
     by_label(second.button, "Cancel").click().run()
     view = resources.job_registry().wait(job.run_id, 30).view()
     assert view["status"] == "cancelled"
