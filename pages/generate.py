@@ -26,6 +26,14 @@ def base_scenario():
     return st.session_state.get("scenario") or resources.default_scenario()
 
 
+def saved_as(state) -> tuple[str | None, int | None]:
+    """Name and version under which the Scenario page saved this scenario in the database (None, None if not)."""
+    version = state.get("scenario_version")
+    saved = state.get("sc_saved")  # (name, version, sha256) kept by the Scenario page
+    name = state.get("scenario_name") or (saved[0] if saved else None)
+    return (name, version) if version is not None and name else (None, None)
+
+
 def problems(base, state, db_down) -> tuple[object, dict[str, str]]:
     """The scenario to run and, per widget, what blocks it (shown next to the widget)."""
     found, scenario = {}, base
@@ -60,7 +68,8 @@ def start_run() -> None:
     try:
         job = resources.job_registry().submit(
             scenario, fmt=state.get("gen_format", "parquet"), compress=bool(state.get("gen_compress")),
-            password=password, persist=bool(state.get("gen_persist")), scenario_version=state.get("scenario_version"))
+            password=password, persist=bool(state.get("gen_persist")), scenario_name=saved_as(state)[0],
+            scenario_version=saved_as(state)[1])
         state["gen_watching"] = job.run_id
         state.pop("gen_submit_error", None)
     except (JobBusy, ValueError) as exc:
@@ -74,9 +83,9 @@ if db_down:
     st.warning(f"**Database unavailable** — runs are written to files only. {db_down}", icon=":material/cloud_off:")
 
 base = base_scenario()
-version = st.session_state.get("scenario_version")
+saved_name, version = saved_as(st.session_state)
 scenario_error = st.session_state.get("scenario_error")
-st.caption(f"Scenario **{base.name}**{f' v{version}' if version else ''} · seed {base.seed} · {base.days} days · "
+st.caption(f"Scenario **{base.name}**{f' (saved as {saved_name!r} v{version})' if version else ''} · seed {base.seed} · {base.days} days · "
            f"{len(base.fronts)} front(s) · edit it on the Scenario page")
 if scenario_error:
     st.error(f"The scenario is not valid, so it cannot be generated: {scenario_error}")

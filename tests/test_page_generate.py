@@ -167,13 +167,22 @@ def test_scenario_error_from_the_scenario_page_blocks_generate(data_dir):
 
 def test_scenario_from_the_scenario_page_is_used(data_dir):
     chosen = load_scenario("peacekeeping").with_overrides(patients=2_500, seed=99)
-    at = open_page({"scenario": chosen})
+    at = open_page({"scenario": chosen, "scenario_version": None})
     assert by_label(at.number_input, "Patients").value == 2_500
     assert chosen.name in texts(at.caption) and "seed 99" in texts(at.caption)
     by_label(at.button, "Generate").click().run()
     view = wait_finished().view()
-    assert (view["status"], view["seed"], view["scenario_name"], view["patients_done"]) == (
-        "completed", 99, chosen.name, 2_500)
+    assert (view["status"], view["seed"], view["scenario_name"], view["scenario_version"], view["patients_done"]) == (
+        "completed", 99, chosen.name, None, 2_500)
+
+
+def test_a_saved_scenario_runs_under_its_saved_name_and_version(data_dir):
+    chosen = load_scenario("peacekeeping").with_overrides(patients=2_000, seed=4)
+    at = open_page({"scenario": chosen, "scenario_version": 3, "sc_saved": ("Blue helmets", 3, chosen.sha256())})
+    assert "saved as 'Blue helmets' v3" in texts(at.caption)
+    by_label(at.button, "Generate").click().run()
+    view = wait_finished().view()
+    assert (view["scenario_name"], view["scenario_version"]) == ("Blue helmets", 3)
 
 
 def test_encryption_needs_matching_passwords_and_the_password_is_not_kept(data_dir):
