@@ -7,6 +7,7 @@ Downloads: see ``download_limit_bytes``.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 import zipfile
 from pathlib import Path
@@ -65,3 +66,22 @@ def human_bytes(n: int | float | None) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return f"{n:,.1f} GB"
+
+
+# Bytes on disk per patient, all files of a run, measured on the default scenario (20,000 patients, seed 2);
+# scenarios with longer journeys write a little more. Used to refuse a run that cannot fit on the disk.
+BYTES_PER_PATIENT = {
+    ("parquet", False): 128, ("parquet", True): 125, ("csv", False): 2_222, ("csv", True): 361,
+    ("ndjson", False): 4_284, ("ndjson", True): 385, ("json", False): 7_491, ("json", True): 735,
+    ("fhir", False): 21_380, ("fhir", True): 1_591,
+}
+
+
+def estimated_bytes(patients: int, fmt: str, compress: bool) -> int:
+    """About how many bytes a run of ``patients`` writes (the largest format's rate for an unknown format)."""
+    rate = BYTES_PER_PATIENT.get((fmt, compress), max(BYTES_PER_PATIENT.values()))
+    return int(patients) * rate
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free

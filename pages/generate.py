@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 import resources
-from core.exports import download_limit_bytes, human_bytes, zip_run
+from core.exports import download_limit_bytes, estimated_bytes, free_bytes, human_bytes, zip_run
 from core.jobs import JobBusy
 from core.metrics import line_spec
 from core.scenario import MAX_PATIENTS, ScenarioError
@@ -43,6 +43,12 @@ def problems(base, state, db_down) -> tuple[object, dict[str, str]]:
             scenario = base.with_overrides(patients=patients)
         except ScenarioError as exc:
             found["patients"] = str(exc)
+    fmt, compress = state.get("gen_format", "parquet"), bool(state.get("gen_compress"))
+    need, free = estimated_bytes(patients, fmt, compress), free_bytes(resources.job_registry().runs_root)
+    if need > 0.95 * free:
+        found["patients"] = (f"{patients:,} patients as {fmt}{' + gzip' if compress else ''} need about "
+                             f"{human_bytes(need)} but only {human_bytes(free)} is free: choose fewer patients, "
+                             "compression or Parquet.")
     if state.get("gen_encrypt"):
         if not state.get("gen_password"):
             found["password"] = "Encryption needs a password (any non-empty text; it is never stored)."

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -10,8 +11,9 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
+from core.exports import estimated_bytes
 from core.jobs import new_run_id
-from core.scenario import load_scenario
+from core.scenario import MAX_PATIENTS, load_scenario
 
 APP = str(Path(__file__).parents[1] / "app.py")
 PAGE = "pages/generate.py"
@@ -183,6 +185,20 @@ def test_a_saved_scenario_runs_under_its_saved_name_and_version(data_dir):
     by_label(at.button, "Generate").click().run()
     view = wait_finished().view()
     assert (view["scenario_name"], view["scenario_version"]) == ("Blue helmets", 3)
+
+
+def test_a_run_bigger_than_the_free_disk_is_refused_next_to_patients(data_dir):
+    free = shutil.disk_usage(data_dir).free
+    patients = free // estimated_bytes(1, "fhir", False) * 2  # twice what fits as uncompressed FHIR
+    if patients > MAX_PATIENTS:
+        pytest.skip("this disk holds more than 100,000,000 patients of uncompressed FHIR")
+    at = open_page()
+    by_label(at.number_input, "Patients").set_value(int(patients))
+    by_label(at.selectbox, "Format").set_value("fhir").run()
+    assert "but only" in texts(at.error) and "is free" in texts(at.error)
+    assert by_label(at.button, "Generate").disabled
+    by_label(at.selectbox, "Format").set_value("parquet").run()  # ~170 times smaller: fits
+    assert not at.error and not by_label(at.button, "Generate").disabled
 
 
 def test_encryption_needs_matching_passwords_and_the_password_is_not_kept(data_dir):
