@@ -363,14 +363,48 @@ def replay_frames(path: str, stamp: str, every: str, filters: tuple[tuple[str, t
             "start": start, "end": end}
 
 
+def _figures(specs: dict[str, dict]) -> dict:
+    import plotly.graph_objects as go
+    return {name: go.Figure(spec) for name, spec in specs.items()}
+
+
+# Figures are built (and validated by plotly) once per key and shared read-only by every session: pages must not
+# change them. st.plotly_chart only serialises them, which keeps a script run far below the 50 ms budget.
 @counted_cache_resource(max_entries=16)
 def replay_figure(path: str, stamp: str, every: str, filters: tuple[tuple[str, tuple[str, ...]], ...],
-                  first: int):
-    """The animated replay figure, shared read-only by every session (pages must not change it)."""
-    import plotly.graph_objects as go
+                  first: int) -> dict:
+    """The animated replay figure ("animation") and the whole-run timeline marked at frame ``first``."""
     from core import explore
     data = replay_frames(path, stamp, every, filters)
-    return go.Figure(explore.replay_figure(data["frames"], data["start"], every, first))
+    frames = data["frames"]
+    marker = frames["time"][min(first, frames.height - 1)] if frames.height else None
+    return _figures({"animation": explore.replay_figure(frames, data["start"], every, first),
+                     "timeline": explore.timeline_spec(frames, marker)})
+
+
+@counted_cache_resource(max_entries=64)
+def preview_figures(scenario_json: str, patients: int) -> dict:
+    """The Scenario page's preview charts for a small sample of the scenario."""
+    from core import explore
+    return _figures(explore.preview_specs(preview_summary(scenario_json, patients)))
+
+
+@counted_cache_resource(max_entries=32)
+def explore_figures(path: str, stamp: str) -> dict:
+    """The Explore page's overview charts of one run."""
+    from core import explore
+    return _figures(explore.overview_specs(explore_overview(path, stamp)))
+
+
+@counted_cache_resource(max_entries=32)
+def explore_flow_figures(path: str, stamp: str, t1_battle_only: bool = True) -> dict:
+    """Sankey, 10-1-2 and occupancy charts of one run."""
+    from core import explore
+    flow = explore_flow(path, stamp, t1_battle_only)
+    timings = flow["timings"]
+    return _figures({"sankey": explore.sankey_spec(flow["links"]),
+                     "timings": explore.timings_spec(timings["summary"], timings["histogram"]),
+                     "occupancy": explore.occupancy_spec(flow["occupancy"], flow["every"])})
 
 
 @st.cache_resource(show_spinner=False)

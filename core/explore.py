@@ -519,10 +519,10 @@ def patient_card(run: Run, patient_id: int) -> dict | None:
 
 
 # --- replay figure -----------------------------------------------------------------------------------------
-SO_FAR = (("total_injured", "Injured", "#ff7f0e"), ("total_rtd", "Returned to duty", "#2ca02c"),
-          ("total_died", "Died", "#222222"), ("total_evacuated", "Out of theatre", "#1f77b4"))
-PLACE_COLORS = {"POI": "#d62728", TRANSIT: "#bcbd22", "R1": "#9ecae1", "R2": "#6baed6", "R3": "#3182bd",
-                "R4": "#08519c"}
+SO_FAR = (("total_injured", "Injured", "#c9a66b"), ("total_rtd", "Returned to duty", "#a3b18a"),
+          ("total_died", "Died", "#b56576"), ("total_evacuated", "Out of theatre", "#6f8fb3"))
+PLACE_COLORS = {"POI": "#b56576", TRANSIT: "#c9a66b", "R1": "#a9bfd6", "R2": "#8aa8c7", "R3": "#6f8fb3",
+                "R4": "#53708f"}
 SPEEDS = (("1×", 600), ("4×", 150), ("16×", 40))  # milliseconds per frame
 
 
@@ -553,9 +553,13 @@ def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int 
                  "textposition": "outside", "marker": {"color": [s[2] for s in SO_FAR]}, "xaxis": "x2",
                  "yaxis": "y2", "name": "so far", "hovertemplate": "%{x}: %{y} patients<extra></extra>"}]
 
+    def values(r: dict) -> list[dict]:  # a frame carries only what changes: the bars' heights and labels
+        now, total = [r[p] for p in PLACES], [r[s[0]] for s in SO_FAR]
+        return [{"type": "bar", "y": now, "text": now}, {"type": "bar", "y": total, "text": total}]
+
     names = [f"{r['time']:%Y-%m-%d %H:%M}" for r in rows]
-    fig_frames = [{"name": n, "data": traces(r), "layout": {"title": {"text": _frame_title(r, start, every)}}}
-                  for n, r in zip(names, rows)]
+    fig_frames = [{"name": n, "data": values(r), "traces": [0, 1],
+                   "layout": {"title": {"text": _frame_title(r, start, every)}}} for n, r in zip(names, rows)]
 
     def play(label: str, ms: int) -> dict:
         return {"args": [None, {"frame": {"duration": ms, "redraw": True}, "fromcurrent": True,
@@ -583,3 +587,112 @@ def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int 
                                for i, n in enumerate(names)]}],
     }
     return {"data": traces(rows[first]), "layout": layout, "frames": fig_frames}
+
+
+# --- chart specs: plain plotly dicts (core needs no plotly; resources caches the built figures) -----------------
+# muted colours that stay tellable apart on the dashboard's dark theme
+PALETTE = {"BI": "#b56576", "NBI": "#c9a66b", "DIS": "#6f8fb3", "BSI": "#7d6b91",
+           "T1": "#b56576", "T2": "#c9a66b", "T3": "#a3b18a", "T4": "#8d99ae",
+           "RTD": "#a3b18a", "KIA": "#b56576", "DOW": "#c9a66b", "ROLE4": "#6f8fb3", "IN_CARE": "#8d99ae"}
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def bar_spec(df: pl.DataFrame, x: str, y: str = "patients", color: str | None = None, title: str = "", *,
+             horizontal: bool = False, stacked: bool = True, height: int = 320) -> dict:
+    """A (stacked) bar chart of an aggregate frame, one trace per value of ``color``."""
+    groups = [(None, df)] if color is None else [(k[0], g) for k, g in df.group_by(color, maintain_order=True)]
+    data = []
+    for name, g in groups:
+        xs, ys = g[x].to_list(), g[y].to_list()
+        trace = {"type": "bar", "x": ys if horizontal else xs, "y": xs if horizontal else ys,
+                 "name": str(name if name is not None else y), "orientation": "h" if horizontal else "v"}
+        if name in PALETTE:
+            trace["marker"] = {"color": PALETTE[name]}
+        data.append(trace)
+    layout = {"title": {"text": title}, "barmode": "stack" if stacked else "group", "height": height,
+              "margin": MARGIN, "showlegend": color is not None and len(groups) > 1,
+              "legend": {"orientation": "h", "y": -0.2}}
+    if horizontal:
+        layout["yaxis"] = {"autorange": "reversed"}
+    return {"data": data, "layout": layout}
+
+
+def sankey_spec(links: pl.DataFrame) -> dict:
+    index = {n: i for i, n in enumerate(SANKEY_NODES)}
+    node_colors = ["#6f8fb3"] * len(FACILITIES) + [PALETTE[k] for k in OUTCOME_LABELS]
+    return {"data": [{"type": "sankey", "arrangement": "snap",
+                      "node": {"label": list(SANKEY_NODES), "pad": 18, "thickness": 16, "color": node_colors},
+                      "link": {"source": [index[s] for s in links["source"]],
+                               "target": [index[t] for t in links["target"]],
+                               "value": links["patients"].to_list()}}],
+            "layout": {"title": {"text": "Flow of patients: point of injury → Role 1 … Role 4 → outcome"},
+                       "height": 460, "margin": MARGIN}}
+
+
+def timings_spec(summary: pl.DataFrame, histogram: pl.DataFrame) -> dict:
+    """Histograms of minutes to first treatment, a facility and surgery, with the 10, 60 and 120 min lines."""
+    data, shapes, notes = [], [], []
+    for color, (measure, line) in zip(("#a3b18a", "#6f8fb3", "#b56576"),
+                                      summary.select("measure", "line_min").iter_rows()):
+        part = histogram.filter(pl.col("measure") == measure)
+        data.append({"type": "bar", "x": part["minutes"].to_list(), "y": part["patients"].to_list(),
+                     "name": measure, "opacity": 0.75, "marker": {"color": color}})
+        shapes.append({"type": "line", "x0": line, "x1": line, "xref": "x", "y0": 0, "y1": 1, "yref": "paper",
+                       "line": {"dash": "dash", "color": color}})
+        notes.append({"x": line, "y": 1, "xref": "x", "yref": "paper", "text": f"{line} min", "showarrow": False,
+                      "yanchor": "bottom"})
+    return {"data": data, "layout": {"barmode": "overlay", "height": 380, "margin": MARGIN, "shapes": shapes,
+                                     "annotations": notes, "title": {"text": "Minutes from injury (capped at 6 h)"},
+                                     "xaxis": {"title": {"text": "minutes after injury"}},
+                                     "yaxis": {"title": {"text": "patients"}},
+                                     "legend": {"orientation": "h", "y": -0.2}}}
+
+
+def occupancy_spec(occ: pl.DataFrame, every: str) -> dict:
+    data = []
+    for place in PLACES:
+        part = occ.filter(pl.col("facility") == place)
+        data.append({"type": "scatter", "mode": "lines", "name": place, "x": part["time"].to_list(),
+                     "y": part["patients"].to_list(), "line": {"color": PLACE_COLORS[place]}})
+    return {"data": data, "layout": {"title": {"text": f"Patients present at each place (every {every})"},
+                                     "height": 420, "margin": MARGIN, "yaxis": {"title": {"text": "patients"}}}}
+
+
+def timeline_spec(frames: pl.DataFrame, marker: datetime | None = None) -> dict:
+    """Patients at each place over the whole run, stacked, with a line at ``marker``."""
+    times = frames["time"].to_list()
+    data = [{"type": "scatter", "mode": "lines", "name": p, "x": times, "y": frames[p].to_list(),
+             "stackgroup": "now", "line": {"color": PLACE_COLORS[p], "width": 0.5}} for p in PLACES]
+    shapes = [] if marker is None else [{"type": "line", "x0": marker, "x1": marker, "xref": "x", "y0": 0, "y1": 1,
+                                         "yref": "paper", "line": {"dash": "dot", "color": "#d4d8dd"}}]
+    return {"data": data, "layout": {"title": {"text": "Patients in the chain of care over the whole run"},
+                                     "height": 300, "margin": MARGIN, "shapes": shapes,
+                                     "yaxis": {"title": {"text": "patients"}}}}
+
+
+def preview_specs(summary: dict) -> dict[str, dict]:
+    """The Scenario page's preview charts."""
+    return {"day": bar_spec(summary["per_day"], "time", color="category", title="Casualties per day", height=260),
+            "hour": bar_spec(summary["per_hour"], "hour", color="category",
+                             title="Casualties by hour of day (UTC)", height=260),
+            "triage": bar_spec(summary["triage"].sort("triage"), "triage", color="category", title="Triage",
+                               height=260),
+            "outcome": bar_spec(summary["outcome"], "outcome", color="category", title="Outcomes", height=260),
+            "mechanism": bar_spec(summary["mechanism"], "mechanism", color="category", title="Mechanism",
+                                  horizontal=True, height=320)}
+
+
+def overview_specs(ov: dict) -> dict[str, dict]:
+    """The Explore page's overview charts from ``resources.explore_overview``'s aggregates."""
+    unit = {"1h": "hour", "6h": "6 hours", "1d": "day"}.get(ov["every"], ov["every"])
+    return {"by_front": bar_spec(ov["by_front"], "time", color="front", title=f"Casualties per {unit} by front"),
+            "by_warfare": bar_spec(ov["by_warfare"], "time", color="warfare_type",
+                                   title=f"Casualties per {unit} by warfare type"),
+            "category": bar_spec(ov["category"], "category", color="category", title="Category", stacked=False),
+            "triage": bar_spec(ov["triage"].sort("triage"), "triage", color="category", title="Triage by category"),
+            "mechanism": bar_spec(ov["mechanism"], "mechanism", color="category", title="Mechanism",
+                                  horizontal=True, height=420),
+            "body_region": bar_spec(ov["body_region"], "body_region", color="category",
+                                    title="Body region (primary condition)", horizontal=True, height=420),
+            "outcomes_by_facility": bar_spec(ov["outcomes_by_facility"], "last_facility", color="outcome",
+                                             title="Outcomes by the last facility reached")}

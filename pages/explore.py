@@ -1,32 +1,12 @@
 """Explore: one finished run in pictures: key figures, timelines, the flow through the chain of care, the 10-1-2
 lines, facility occupancy, the calibration report, and every patient (table and card)."""
-import plotly.graph_objects as go
 import streamlit as st
 
 import resources
-from core.explore import OUTCOME_LABELS, PLACES, SANKEY_NODES, RunNotExplorable, missing_folder
+from core.explore import OUTCOME_LABELS, RunNotExplorable, missing_folder
 
 VIEWS = ("Overview", "Flow", "10-1-2", "Occupancy", "Calibration", "Patients")
-COLORS = {"BI": "#d62728", "NBI": "#ff7f0e", "DIS": "#1f77b4", "BSI": "#9467bd",
-          "T1": "#d62728", "T2": "#ff7f0e", "T3": "#2ca02c", "T4": "#7f7f7f",
-          "RTD": "#2ca02c", "KIA": "#222222", "DOW": "#8c564b", "ROLE4": "#1f77b4", "IN_CARE": "#bcbd22"}
 PAGE_ROWS = 200
-
-
-def bars(df, x, y="patients", color=None, title="", horizontal=False, stacked=True, height=320):
-    """A (stacked) bar chart from a small aggregate frame, built with graph_objects (px is ~10x slower)."""
-    groups = [(None, df)] if color is None else [(k[0], g) for k, g in df.group_by(color, maintain_order=True)]
-    fig = go.Figure()
-    for name, g in groups:
-        xs, ys = g[x].to_list(), g[y].to_list()
-        fig.add_bar(x=ys if horizontal else xs, y=xs if horizontal else ys, name=name or y,
-                    orientation="h" if horizontal else "v", marker_color=COLORS.get(name) if name else None)
-    fig.update_layout(title=title, barmode="stack" if stacked else "group", height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), legend_title_text=color or "",
-                      showlegend=color is not None)
-    if horizontal:
-        fig.update_yaxes(autorange="reversed")
-    return fig
 
 
 st.title("Explore")
@@ -77,71 +57,35 @@ cols[6].metric("In MASCAL events", "–" if f["mascal_share"] is None else f"{f[
 view = st.radio("View", VIEWS, horizontal=True, key="ex_view", label_visibility="collapsed")
 
 if view == "Overview":
-    unit = {"1h": "hour", "6h": "6 hours", "1d": "day"}[ov["every"]]
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(bars(ov["by_front"], "time", color="front", title=f"Casualties per {unit} by front"),
-                    width="stretch")
-    c2.plotly_chart(bars(ov["by_warfare"], "time", color="warfare_type",
-                         title=f"Casualties per {unit} by warfare type"), width="stretch")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(bars(ov["category"], "category", color="category", title="Category", stacked=False),
-                    width="stretch")
-    c2.plotly_chart(bars(ov["triage"].sort("triage"), "triage", color="category", title="Triage by category"),
-                    width="stretch")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(bars(ov["mechanism"], "mechanism", color="category", title="Mechanism", horizontal=True,
-                         height=420), width="stretch")
-    c2.plotly_chart(bars(ov["body_region"], "body_region", color="category", title="Body region (primary condition)",
-                         horizontal=True, height=420), width="stretch")
+    figs = resources.explore_figures(path, run["stamp"])
+    for left, right in (("by_front", "by_warfare"), ("category", "triage"), ("mechanism", "body_region")):
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(figs[left], width="stretch", key=f"ex_{left}")
+        c2.plotly_chart(figs[right], width="stretch", key=f"ex_{right}")
 
 elif view == "Flow":
-    flow = resources.explore_flow(path, run["stamp"])
-    links = flow["links"]
-    index = {n: i for i, n in enumerate(SANKEY_NODES)}
-    fig = go.Figure(go.Sankey(
-        arrangement="snap",
-        node=dict(label=list(SANKEY_NODES), pad=18, thickness=16,
-                  color=["#636efa"] * 5 + [COLORS[k] for k in OUTCOME_LABELS]),
-        link=dict(source=[index[s] for s in links["source"]], target=[index[t] for t in links["target"]],
-                  value=links["patients"].to_list())))
-    fig.update_layout(title="Flow of patients: point of injury → Role 1 … Role 4 → outcome", height=460,
-                      margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, width="stretch")
-    st.plotly_chart(bars(ov["outcomes_by_facility"], "last_facility", color="outcome",
-                         title="Outcomes by the last facility reached"), width="stretch")
+    st.plotly_chart(resources.explore_flow_figures(path, run["stamp"])["sankey"], width="stretch", key="ex_sankey")
+    st.plotly_chart(resources.explore_figures(path, run["stamp"])["outcomes_by_facility"], width="stretch",
+                    key="ex_outcomes")
 
 elif view == "10-1-2":
     t1_only = st.toggle("T1 battle casualties only", value=True, key="ex_t1_only",
                         help="The 10-1-2 lines are set for the most urgent battle casualties; MASCAL patients "
                              "are always left out, as the calibration report does.")
-    timings = resources.explore_flow(path, run["stamp"], t1_only)["timings"]
-    summary, hist = timings["summary"], timings["histogram"]
+    summary = resources.explore_flow(path, run["stamp"], t1_only)["timings"]["summary"]
     cols = st.columns(3)
     for col, row in zip(cols, summary.iter_rows(named=True)):
         share = "–" if row["within_share"] is None else f"{row['within_share']:.0%}"
         col.metric(f"{row['measure'].capitalize()} within {row['line_min']} min", share,
                    help=f"{row['within']:,} of {row['reached']:,} who reached it ({row['patients']:,} patients); "
                         f"median {row['median_min'] or 0:.0f} min, 90th percentile {row['p90_min'] or 0:.0f} min")
-    fig = go.Figure()
-    for measure, line in summary.select("measure", "line_min").iter_rows():
-        part = hist.filter(hist["measure"] == measure)
-        fig.add_bar(x=part["minutes"].to_list(), y=part["patients"].to_list(), name=measure, opacity=0.75)
-        fig.add_vline(x=line, line_dash="dash", annotation_text=f"{line} min")
-    fig.update_layout(barmode="overlay", height=380, title="Minutes from injury (capped at 6 h)",
-                      xaxis_title="minutes after injury", yaxis_title="patients", margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(resources.explore_flow_figures(path, run["stamp"], t1_only)["timings"], width="stretch",
+                    key="ex_timings")
     st.dataframe(summary, hide_index=True, width="stretch")
 
 elif view == "Occupancy":
-    flow = resources.explore_flow(path, run["stamp"])
-    occ = flow["occupancy"]
-    fig = go.Figure()
-    for place in PLACES:
-        part = occ.filter(occ["facility"] == place)
-        fig.add_scatter(x=part["time"].to_list(), y=part["patients"].to_list(), name=place, mode="lines")
-    fig.update_layout(title=f"Patients present at each facility (every {flow['every']})", height=420,
-                      yaxis_title="patients", margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(resources.explore_flow_figures(path, run["stamp"])["occupancy"], width="stretch",
+                    key="ex_occupancy")
     st.caption("A patient is at a facility from arrival to departure, death, return to duty or evacuation out of "
                "theatre; 'in transit' counts patients between a departure and the next arrival.")
 

@@ -1,11 +1,10 @@
 """Replay: a run's flow animated over scenario time: where patients are (point of injury, in transit, Role 1..4)
 and how many were injured, returned to duty, died or left theatre so far. The animation is a plotly figure with
 frames, so play, pause, speed and the time slider run in the browser without a round trip to the server."""
-import plotly.graph_objects as go
 import streamlit as st
 
 import resources
-from core.explore import PLACE_COLORS, PLACES, RunNotExplorable, replay_step
+from core.explore import RunNotExplorable, replay_step
 
 STEPS = ("1h", "2h", "3h", "6h", "12h", "1d")
 
@@ -46,8 +45,8 @@ if frames.is_empty():
 times = frames["time"].to_list()
 first = st.select_slider("Jump to", options=range(len(times)), value=0, key=f"rp_jump_{every}",
                          format_func=lambda i: f"day {(times[i] - ov['start']).days + 1}, {times[i]:%H:%M}")
-st.plotly_chart(resources.replay_figure(path, run["stamp"], every, filters, int(first)), width="stretch",
-                key="rp_figure")
+figs = resources.replay_figure(path, run["stamp"], every, filters, int(first))
+st.plotly_chart(figs["animation"], width="stretch", key="rp_figure")
 st.caption("▶ plays from the frame shown (1×, 4× or 16× speed), ⏸ pauses; drag the slider under the chart to "
            "scrub. 'In transit' are patients between a departure and the next arrival.")
 
@@ -58,11 +57,4 @@ cols[1].metric("Returned to duty", f"{last['total_rtd']:,}")
 cols[2].metric("Died", f"{last['total_died']:,}")
 cols[3].metric("Out of theatre", f"{last['total_evacuated']:,}")
 
-timeline = go.Figure()
-for place in PLACES:
-    timeline.add_scatter(x=times, y=frames[place].to_list(), name=place, mode="lines", stackgroup="now",
-                         line=dict(color=PLACE_COLORS[place], width=0.5))
-timeline.add_vline(x=times[int(first)], line_dash="dot")
-timeline.update_layout(title="Patients in the chain of care over the whole run", height=300,
-                       margin=dict(l=10, r=10, t=40, b=10), yaxis_title="patients")
-st.plotly_chart(timeline, width="stretch", key="rp_timeline")
+st.plotly_chart(figs["timeline"], width="stretch", key="rp_timeline")

@@ -6,7 +6,6 @@ st.session_state["scenario_error"] (why the current edit is not valid, or None).
 import json
 import time
 
-import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
@@ -17,7 +16,6 @@ from core.scenario import (ENVIRONMENT_CONDITIONS, INTENSITIES, MAX_DAYS, MAX_PA
 from core.schema import CATEGORIES, TRIAGES, WARFARE_TYPES
 
 ss = st.session_state
-COLORS = {"BI": "#d62728", "NBI": "#ff7f0e", "DIS": "#1f77b4", "BSI": "#9467bd"}
 MAX_UPLOAD = 1_000_000
 TABLE_SCHEMAS = {
     "fronts": {"name": pl.String, "casualty_share": pl.Float64, "force_size": pl.Int64, "utc_offset_h": pl.Int64},
@@ -373,24 +371,10 @@ with preview_col:
     m[3].metric("Died (KIA + DOW)", f"{fig_['deaths'] / fig_['patients']:.1%}")
     st.caption(f"Sample drawn and summarised in {elapsed_ms:.0f} ms (seed {sc.seed}).")
 
-    def stacked(df, x, color, title, horizontal=False, height=260):
-        fig = go.Figure()
-        for (name,), g in df.group_by(color, maintain_order=True):
-            xs, ys = g[x].to_list(), g["patients"].to_list()
-            fig.add_bar(x=ys if horizontal else xs, y=xs if horizontal else ys, name=name,
-                        orientation="h" if horizontal else "v", marker_color=COLORS.get(name))
-        fig.update_layout(title=title, barmode="stack", height=height, margin=dict(l=10, r=10, t=36, b=10),
-                          legend=dict(orientation="h", y=-0.15))
-        return fig
-
-    st.plotly_chart(stacked(pv["per_day"], "time", "category", "Casualties per day"), width="stretch",
-                    key="sc_chart_day")
-    st.plotly_chart(stacked(pv["per_hour"], "hour", "category", "Casualties by hour of day (UTC)"),
-                    width="stretch", key="sc_chart_hour")
+    figs = resources.preview_figures(sc.canonical_json(), int(sample))
+    st.plotly_chart(figs["day"], width="stretch", key="sc_chart_day")
+    st.plotly_chart(figs["hour"], width="stretch", key="sc_chart_hour")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(stacked(pv["triage"].sort("triage"), "triage", "category", "Triage"), width="stretch",
-                    key="sc_chart_triage")
-    c2.plotly_chart(stacked(pv["outcome"], "outcome", "category", "Outcomes"), width="stretch",
-                    key="sc_chart_outcome")
-    st.plotly_chart(stacked(pv["mechanism"], "mechanism", "category", "Mechanism", horizontal=True, height=320),
-                    width="stretch", key="sc_chart_mechanism")
+    c1.plotly_chart(figs["triage"], width="stretch", key="sc_chart_triage")
+    c2.plotly_chart(figs["outcome"], width="stretch", key="sc_chart_outcome")
+    st.plotly_chart(figs["mechanism"], width="stretch", key="sc_chart_mechanism")
