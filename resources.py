@@ -300,11 +300,17 @@ def nation_names() -> dict[str, str]:
 
 
 @counted_cache_data(ttl=15, max_entries=16)
-def explore_runs(folders: tuple[str, ...], version: int) -> list[dict]:
-    """Run folders under the runs folder and ``folders`` (``version``: job_registry().version, so a run that
-    just finished appears at once; the ttl picks up runs written by the CLI)."""
+def find_runs(runs_dir: str, folders: tuple[str, ...], version: int) -> list[dict]:
+    """Run folders under ``runs_dir`` (settings.runs_dir()) and ``folders``; ``version`` is
+    job_registry().version, so a run that just finished appears at once; the ttl picks up CLI runs."""
     from core import explore
     return explore.find_runs(*folders)
+
+
+def explore_runs(folders: tuple[str, ...] = ()) -> list[dict]:
+    """Every run Explore and Replay can list, newest first (core.explore.find_runs rows)."""
+    from core import settings
+    return find_runs(str(settings.runs_dir()), tuple(folders), job_registry().version)
 
 
 @counted_cache_data(max_entries=32)

@@ -17,7 +17,7 @@ with st.expander("Runs from another folder"):
     if problem:
         st.error(problem)
 folders = () if problem or not extra.strip() else (extra.strip(),)
-runs = resources.explore_runs(folders, resources.job_registry().version)
+runs = resources.explore_runs(folders)
 if not runs:
     st.info("No runs yet: generate one on the Generate page, or with "
             "`python -m core generate --patients 20000 --out data/runs/demo`.")
@@ -103,24 +103,35 @@ elif view == "Calibration":
                                     "margin": st.column_config.NumberColumn("± 95 %", format="%.3f")})
 
 else:  # Patients
+    def follow_table() -> None:
+        """The table changed: the card shows its first patient again."""
+        st.session_state.pop("ex_pid", None)
+
+    def pick_row() -> None:
+        rows = st.session_state["ex_table"].selection.rows
+        if rows:
+            st.session_state["ex_pid"] = st.session_state["ex_page_ids"][rows[0]]
+
     options = ov["options"]
     cols = st.columns(5)
-    chosen = {c: cols[i].multiselect(c.replace("_", " ").capitalize(), options[c], key=f"ex_f_{c}")
+    chosen = {c: cols[i].multiselect(c.replace("_", " ").capitalize(), options[c], key=f"ex_f_{c}",
+                                     on_change=follow_table)
               for i, c in enumerate(("front", "nationality", "category", "triage", "outcome"))}
     left, right = st.columns([3, 1])
-    search = left.text_input("Search", key="ex_search", placeholder="name, service number or patient id")
+    search = left.text_input("Search", key="ex_search", placeholder="name, service number or patient id",
+                             on_change=follow_table)
     filters = tuple((k, tuple(v)) for k, v in chosen.items() if v)
-    page_no = right.number_input("Page", min_value=1, value=1, step=1, key="ex_page")
+    page_no = right.number_input("Page", min_value=1, value=1, step=1, key="ex_page", on_change=follow_table)
     table, total = resources.explore_patients(path, run["stamp"], filters, search.strip(),
                                               (int(page_no) - 1) * PAGE_ROWS, PAGE_ROWS)
     pages = max(1, -(-total // PAGE_ROWS))
-    st.caption(f"{total:,} patients match · page {min(int(page_no), pages)} of {pages} · "
+    st.caption(f"{total:,} {'patient matches' if total == 1 else 'patients match'} · page {min(int(page_no), pages)} of {pages} · "
                "select a row to open the patient card")
-    picked = st.dataframe(table, hide_index=True, width="stretch", height=300, key="ex_table",
-                          on_select="rerun", selection_mode="single-row")
-    rows = picked.selection.rows if picked is not None and hasattr(picked, "selection") else []
-    default_id = table["patient_id"][rows[0]] if rows else (table["patient_id"][0] if table.height else 1)
-    pid = st.number_input("Patient card: patient id", min_value=1, value=int(default_id), step=1, key="ex_pid")
+    st.session_state["ex_page_ids"] = table["patient_id"].to_list()
+    st.dataframe(table, hide_index=True, width="stretch", height=300, key="ex_table", on_select=pick_row,
+                 selection_mode="single-row")
+    first_id = int(table["patient_id"][0]) if table.height else 1
+    pid = st.number_input("Patient card: patient id", min_value=1, value=first_id, step=1, key="ex_pid")
     card = resources.explore_patient_card(path, run["stamp"], int(pid))
     if card is None:
         st.warning(f"Run {ov['run_id']} has no patient {int(pid)} (ids are 1 to {f['patients']:,}).")
