@@ -324,7 +324,9 @@ ss["scenario_error"] = result.error
 if result.scenario is not None:
     ss["scenario"] = result.scenario
     saved_ = ss.get("sc_saved")
-    ss["scenario_version"] = saved_[1] if saved_ and saved_[2] == result.scenario.sha256() else None
+    same = bool(saved_) and saved_[2] == result.scenario.sha256()
+    ss["scenario_version"] = saved_[1] if same else None  # Generate records the run against this version
+    ss["scenario_name"] = saved_[0] if same else None
 for section, box in boxes.items():
     for note in result.notes.get(section, []):
         box.info(note, icon=":material/balance:")
