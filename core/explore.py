@@ -335,8 +335,10 @@ def flow_links(patients: pl.LazyFrame, events: pl.LazyFrame) -> pl.DataFrame:
 
     A facility that was bypassed (POI straight to R2 by air) gives a direct link; the last facility of each
     patient links to the outcome."""
-    moves = (_visits(events).sort("patient_id", "seq")
-             .with_columns(target=pl.col("facility").shift(-1).over("patient_id"))
+    # the contract orders events by patient_id, then seq: the next visit is the next row of the same patient
+    same = pl.col("patient_id").shift(-1) == pl.col("patient_id")
+    moves = (_visits(events)
+             .with_columns(target=pl.when(same).then(pl.col("facility").shift(-1)))
              .filter(pl.col("target").is_not_null())
              .group_by(source=pl.col("facility"), target=pl.col("target")).agg(patients=pl.len()))
     labels = pl.DataFrame({"outcome": list(OUTCOME_LABELS), "target": list(OUTCOME_LABELS.values())})
