@@ -9,7 +9,7 @@ from core.explore import RunNotExplorable, replay_step
 STEPS = ("1h", "2h", "3h", "6h", "12h", "1d")
 
 st.title("Replay")
-runs = [r for r in resources.explore_runs((), resources.job_registry().version) if r["reason"] is None]
+runs = [r for r in resources.explore_runs() if r["reason"] is None]
 if not runs:
     st.info("No run to replay yet: generate one on the Generate page (encrypted and unfinished runs cannot be "
             "replayed).")
