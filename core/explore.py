@@ -576,12 +576,15 @@ def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int 
         "xaxis2": {"domain": [0.66, 1], "anchor": "y2", "title": {"text": "so far"}},
         "yaxis2": {"range": [0, top_total * 1.15], "anchor": "x2"},
         "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": -0.12, "xanchor": "left",
-                         "yanchor": "top", "showactive": True, "pad": {"t": 30},
+                         "yanchor": "top", "showactive": False, "pad": {"t": 30}, "bgcolor": "#1b232c",
+                         "bordercolor": "#6f8fb3", "font": {"color": "#e3e7ec"},
                          "buttons": [play(label, ms) for label, ms in SPEEDS] + [
                              {"args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                                 "transition": {"duration": 0}}],
-                              "label": "⏸ Pause", "method": "animate"}]}],
+                              "label": "❚❚ Pause", "method": "animate"}]}],
         "sliders": [{"active": first, "x": 0.3, "len": 0.7, "y": -0.12, "yanchor": "top", "pad": {"t": 30},
+                     "bgcolor": "#2c3642", "activebgcolor": "#6f8fb3", "bordercolor": "#2c3642",
+                     "font": {"color": "#e3e7ec"}, "tickcolor": "#8d99ae",
                      "currentvalue": {"prefix": "", "visible": False},
                      "steps": [{"args": [[n], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
                                                "transition": {"duration": 0}}],
@@ -597,6 +600,8 @@ PALETTE = {"BI": "#b56576", "NBI": "#c9a66b", "DIS": "#6f8fb3", "BSI": "#7d6b91"
            "T1": "#b56576", "T2": "#c9a66b", "T3": "#a3b18a", "T4": "#8d99ae",
            "RTD": "#a3b18a", "KIA": "#b56576", "DOW": "#c9a66b", "ROLE4": "#6f8fb3", "IN_CARE": "#8d99ae"}
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+# the series colours of .streamlit/config.toml (chartCategoricalColors), for series without a colour of their own
+COLORWAY = ["#6f8fb3", "#a3b18a", "#c9a66b", "#b56576", "#8d99ae", "#5c7457", "#d4d8dd", "#7d6b91"]
 
 
 def bar_spec(df: pl.DataFrame, x: str, y: str = "patients", color: str | None = None, title: str = "", *,
@@ -612,11 +617,16 @@ def bar_spec(df: pl.DataFrame, x: str, y: str = "patients", color: str | None = 
             trace["marker"] = {"color": PALETTE[name]}
         data.append(trace)
     layout = {"title": {"text": title}, "barmode": "stack" if stacked else "group", "height": height,
-              "margin": MARGIN, "showlegend": color is not None and len(groups) > 1,
+              "margin": MARGIN, "colorway": COLORWAY, "showlegend": color is not None and len(groups) > 1,
               "legend": {"orientation": "h", "y": -0.2}}
     if horizontal:
         layout["yaxis"] = {"autorange": "reversed"}
     return {"data": data, "layout": layout}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def sankey_spec(links: pl.DataFrame) -> dict:
@@ -626,7 +636,8 @@ def sankey_spec(links: pl.DataFrame) -> dict:
                       "node": {"label": list(SANKEY_NODES), "pad": 18, "thickness": 16, "color": node_colors},
                       "link": {"source": [index[s] for s in links["source"]],
                                "target": [index[t] for t in links["target"]],
-                               "value": links["patients"].to_list()}}],
+                               "value": links["patients"].to_list(),
+                               "color": [_rgba(node_colors[index[t]], 0.45) for t in links["target"]]}}],
             "layout": {"title": {"text": "Flow of patients: point of injury → Role 1 … Role 4 → outcome"},
                        "height": 460, "margin": MARGIN}}
 

@@ -48,8 +48,8 @@ cols = st.columns(7)
 cols[0].metric("Patients", f"{f['patients']:,}")
 cols[1].metric("Killed in action", f"{f['kia']:,}")
 cols[2].metric("Died of wounds", f"{f['dow']:,}")
-cols[3].metric("Returned to duty", f"{f['rtd']:,}", f"{f['rtd_share']:.0%}" if f["rtd_share"] is not None else None,
-               delta_color="off")
+cols[3].metric("Returned to duty", f"{f['rtd']:,}",
+               help=None if f["rtd_share"] is None else f"{f['rtd_share']:.0%} of the patients")
 cols[4].metric("Out of theatre (R4)", f"{f['role4']:,}")
 cols[5].metric("BI case fatality", "–" if f["bi_cfr"] is None else f"{f['bi_cfr']:.1%}")
 cols[6].metric("In MASCAL events", "–" if f["mascal_share"] is None else f"{f['mascal_share']:.0%}")

@@ -47,7 +47,7 @@ first = st.select_slider("Jump to", options=range(len(times)), value=0, key=f"rp
                          format_func=lambda i: f"day {(times[i] - ov['start']).days + 1}, {times[i]:%H:%M}")
 figs = resources.replay_figure(path, run["stamp"], every, filters, int(first))
 st.plotly_chart(figs["animation"], width="stretch", key="rp_figure")
-st.caption("▶ plays from the frame shown (1×, 4× or 16× speed), ⏸ pauses; drag the slider under the chart to "
+st.caption("▶ plays from the frame shown (1×, 4× or 16× speed), ❚❚ pauses; drag the slider under the chart to "
            "scrub. 'In transit' are patients between a departure and the next arrival.")
 
 last = frames.row(-1, named=True)

@@ -366,7 +366,7 @@ with preview_col:
         st.stop()
     elapsed_ms = (time.perf_counter() - started) * 1000
     fig_ = pv["figures"]
-    m = st.columns(4)
+    m = st.columns(2) + st.columns(2)
     m[0].metric("Patients in preview", f"{fig_['patients']:,}")
     m[1].metric("Battle injuries", f"{fig_['bi'] / fig_['patients']:.0%}")
     m[2].metric("Returned to duty", f"{fig_['rtd_share']:.0%}")

@@ -172,7 +172,7 @@ def test_replay_figure_animates_every_frame_with_play_pause_and_speeds(run):
     fig = explore.replay_figure(frames, start, "6h", first=4)
     assert len(fig["frames"]) == frames.height
     labels = [b["label"] for b in fig["layout"]["updatemenus"][0]["buttons"]]
-    assert labels == ["▶ 1×", "▶ 4×", "▶ 16×", "⏸ Pause"]
+    assert labels == ["▶ 1×", "▶ 4×", "▶ 16×", "❚❚ Pause"]
     assert fig["layout"]["sliders"][0]["active"] == 4
     assert fig["data"][0]["y"] == [frames.row(4, named=True)[p] for p in explore.PLACES]
 

@@ -67,7 +67,7 @@ def test_replay_animates_the_run_with_play_pause_speeds_and_a_time_slider(data_d
     days = 8 * 24 + 168  # the default scenario's window plus follow-up, in hours
     assert len(spec["frames"]) == days // 3 + 1  # 3-hour steps by default for a 15-day window
     buttons = [b["label"] for b in spec["layout"]["updatemenus"][0]["buttons"]]
-    assert buttons == ["▶ 1×", "▶ 4×", "▶ 16×", "⏸ Pause"]
+    assert buttons == ["▶ 1×", "▶ 4×", "▶ 16×", "❚❚ Pause"]
     assert len(spec["layout"]["sliders"][0]["steps"]) == len(spec["frames"])
     assert spec["data"][0]["x"] == ["POI", "in transit", "R1", "R2", "R3", "R4"]
     assert len(at.get("plotly_chart")) == 2  # animation and whole-run timeline
