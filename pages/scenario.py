@@ -130,8 +130,9 @@ def on_save(name_key: str) -> None:
     if ss.get("scenario_error") or scenario is None:
         ss["sc_db_error"] = f"cannot save: the scenario is not valid ({ss.get('scenario_error')})"
         return
-    name = ss.get(name_key, "")
-    row = db_call(lambda db, e: db.save_scenario(e, name, scenario, ss.get("sc_save_description", "")))
+    typed = (ss.get(name_key) or "").strip()
+    name = typed or (f"{ss.get('sc_load_name')} (copy)" if name_key == "sc_dup_name" else scenario.name)
+    row = db_call(lambda db, e: db.save_scenario(e, name, scenario, ss.get("sc_save_description") or ""))
     if row:
         ss["sc_saved"] = (row["name"], row["version"], scenario.sha256())
         ss["sc_db_version"] = ss.get("sc_db_version", 0) + 1
@@ -195,14 +196,14 @@ with top[1].popover("Saved scenarios", width="stretch"):
         st.selectbox("Version", [v["version"] for v in versions], key="sc_load_version",
                      format_func=lambda v: next(f"v{x['version']} · {x['created_at']} · {x.get('description') or ''}"
                                                 for x in versions if x["version"] == v))
-        c1, c2 = st.columns(2)
-        c1.button("Load", key="sc_load", on_click=on_load, width="stretch")
+        st.button("Load", key="sc_load", on_click=on_load, help="Replaces every field with this version.")
         st.text_input("Duplicate as", key="sc_dup_name", placeholder=f"{ss['sc_load_name']} (copy)",
-                      help="Saves the scenario being edited under a new name (version 1).")
+                      help="Saves the scenario being edited under a new name.")
         st.button("Duplicate", key="sc_dup", on_click=on_save, args=("sc_dup_name",),
                   disabled=bool(ss.get("scenario_error")))
-        st.checkbox(f"yes, delete every version of {ss['sc_load_name']!r}", key="sc_delete_confirm")
-        c2.button("Delete", key="sc_delete", on_click=on_delete, width="stretch")
+        c1, c2 = st.columns([3, 1])
+        c1.checkbox(f"yes, delete every version of {ss['sc_load_name']!r}", key="sc_delete_confirm")
+        c2.button("Delete", key="sc_delete", on_click=on_delete)
     elif engine is not None:
         st.caption("No saved scenario yet.")
     if ss.get("sc_db_error"):
