@@ -86,13 +86,24 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
                  password: str | None = None, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
                  on_progress: Callable[[Progress], None] | None = None,
                  cancel: threading.Event | None = None, run_id: str | None = None,
-                 fhir_profile: str | None = None) -> dict:
-    """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json)."""
+                 fhir_profile: str | None = None, engine=None, persist: bool = False,
+                 scenario_name: str | None = None, scenario_version: int | None = None) -> dict:
+    """Generate ``scenario`` into ``out``; returns the manifest (also written as out/manifest.json).
+
+    With a core.db ``engine`` the run is registered in the ``runs`` table (running -> completed / cancelled /
+    failed); with ``persist=True`` its four tables are streamed into the database too and become visible only
+    when the run completes. A database problem never stops the files: the manifest's ``database_error`` says
+    what did not reach the database."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
     if fhir_profile is not None and (fmt != "fhir" or fhir_profile not in FHIR_PROFILES):
         raise ValueError(f"--fhir-profile {fhir_profile!r} needs --format fhir and one of {', '.join(FHIR_PROFILES)}")
     generator.check_options(chunk_size, workers)  # before anything is written
+    if persist and engine is None:
+        raise ValueError("saving a run to the database needs a database engine (core.db.get_engine())")
+    if persist and password is not None:
+        raise ValueError("an encrypted run cannot be saved to the database (it would hold the tables in clear); "
+                         "drop --encrypt or --db")
     tune_allocator()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,6 +122,11 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     done = 0
     status, error, files = "completed", None, []
     calibration = Calibration(scenario)
+    dbrun = None
+    if engine is not None:
+        from core.sinks.database import DatabaseRun
+        dbrun = DatabaseRun(engine, manifest, out_dir=out, persist=persist, scenario_name=scenario_name,
+                            scenario_version=scenario_version)
     try:
         with create_sink(fmt, out, compress=compress, password=password, fhir_profile=fhir_profile,
                          seed=scenario.seed) as sink:
@@ -118,6 +134,8 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled()
                 sink.write(batch)
+                if dbrun is not None:
+                    dbrun.write(batch)
                 calibration.add(batch)
                 done += batch.size
                 if on_progress:
@@ -128,16 +146,18 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         report = calibration.report()
         files.append(_write_json(out, "calibration.json", report, rows=len(report["targets"])))
         manifest["calibration"] = report["summary"]
+        if dbrun is not None:
+            dbrun.drain()  # the database load is part of the run's time
     except (RunCancelled, KeyboardInterrupt):
         status = "cancelled"
     except Exception as exc:  # recorded in the manifest, then raised for the caller to report
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-        _finish(out, manifest, started, t0, done, status, error, [])
+        _finish(out, manifest, started, t0, done, status, error, [], dbrun)
         raise
-    return _finish(out, manifest, started, t0, done, status, error, files)
+    return _finish(out, manifest, started, t0, done, status, error, files, dbrun)
 
 
-def _finish(out, manifest, started, t0, done, status, error, files) -> dict:
+def _finish(out, manifest, started, t0, done, status, error, files, dbrun=None) -> dict:
     elapsed = time.perf_counter() - t0
     manifest.update({
         "patients": done if status == "completed" else 0, "patients_generated": done,
@@ -147,5 +167,7 @@ def _finish(out, manifest, started, t0, done, status, error, files) -> dict:
     })
     if error:
         manifest["error"] = error
+    if dbrun is not None:  # completed: the run's rows become visible now; otherwise they are dropped
+        dbrun.finish(manifest)
     _write_manifest(out, manifest)
     return manifest

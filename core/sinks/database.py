@@ -1,0 +1,340 @@
+"""A run in the database: registered when it starts, its four tables streamed in while it is generated, and
+made visible all at once when it completes (or dropped when it is cancelled or fails).
+
+PostgreSQL: each table of the run is COPYed (CSV written by polars straight into a buffer) into its own staging
+table ``<table>_r<run_key>`` that already carries the partition's CHECK constraint; two writer threads on two
+pooled connections (vitals, which is two thirds of the rows, on one; the other three tables on the other) overlap
+with generation. On completion each writer indexes its tables and one transaction ATTACHes the four partitions
+and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the tables.
+
+SQLite: one writer thread, ``executemany`` of whole batches, one transaction per batch (a single transaction per
+run would lock every other writer, such as a scenario save, out for the whole run); the rows are reachable
+through core.db only once the run is marked completed, and a cancelled or failed run's rows are deleted.
+"""
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from core import db, schema
+from core.schema import Batch
+
+SUMMARY_COLUMNS = ("category", "triage", "outcome", "mechanism", "front", "nationality", "severity",
+                   "last_facility", "body_region", "sex", "warfare_type")
+_STOP = object()
+
+
+def one_line(exc: BaseException, engine: sa.Engine) -> str:
+    if isinstance(exc, db.DatabaseUnavailable):
+        return str(exc)
+    if isinstance(exc, (sa.exc.DBAPIError, sa.exc.TimeoutError)) and db._is_down(exc):
+        return str(db._unavailable(engine, exc))
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class Summary:
+    """Counts a run's patients by the dashboard's categories while the batches stream past (no second pass)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {c: {} for c in SUMMARY_COLUMNS}
+        self.rows = {name: 0 for name in schema.TABLES}
+        self.mass_casualty = 0
+        self.polytrauma = 0
+
+    def add(self, batch: Batch) -> None:
+        p = batch.patients
+        for col in SUMMARY_COLUMNS:
+            acc = self.counts[col]
+            for value, n in p.group_by(col).len().iter_rows():
+                key = "" if value is None else str(value)
+                acc[key] = acc.get(key, 0) + n
+        for name, frame in batch.tables().items():
+            self.rows[name] += frame.height
+        self.mass_casualty += int(p["mass_casualty"].sum())
+        self.polytrauma += int(p["polytrauma"].sum())
+
+    def result(self) -> dict:
+        out = {"patients": self.rows["patients"], "rows": dict(self.rows)}
+        for col, acc in self.counts.items():
+            out[f"by_{col}"] = dict(sorted(acc.items(), key=lambda kv: (-kv[1], kv[0])))
+        outcomes = self.counts["outcome"]
+        out.update(kia=outcomes.get("KIA", 0), dow=outcomes.get("DOW", 0), rtd=outcomes.get("RTD", 0),
+                   role4=outcomes.get("ROLE4", 0), in_care=outcomes.get("IN_CARE", 0),
+                   mass_casualty=self.mass_casualty, polytrauma=self.polytrauma)
+        out["deaths"] = out["kia"] + out["dow"]
+        return out
+
+
+def _partition(table: str, run_key: int) -> str:
+    return f"{table}_r{int(run_key)}"
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(table: str) -> list[str]:
+    return [c.name for c in db.RUN_TABLES[table].c if c.name != "run_key"]
+
+
+# --- writers -------------------------------------------------------------------------------------------------------
+class _Writer(threading.Thread):
+    """Takes batches from a short queue (generation never runs far ahead: memory stays flat) and loads them."""
+
+    def __init__(self, loader: "_Loader", tables: tuple[str, ...]) -> None:
+        super().__init__(name=f"mpg-db-{'-'.join(tables)}", daemon=True)
+        self.loader, self.tables = loader, tables
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with db.connect(self.loader.engine) as conn:
+                raw = conn.connection.dbapi_connection
+                while True:
+                    item = self.queue.get()
+                    if item is _STOP:
+                        break
+                    if self.error is None and not self.loader.failed.is_set():
+                        self.loader.load(raw, item, self.tables)
+                if not self.loader.failed.is_set():
+                    self.loader.seal(raw, self.tables)
+                raw.commit()
+        except BaseException as exc:  # reported by finish(); the queue is drained so put() never blocks
+            self.error = exc
+            self.loader.failed.set()
+            while True:
+                try:
+                    if self.queue.get(timeout=30) is _STOP:
+                        break
+                except queue.Empty:
+                    break
+
+
+class _Loader:
+    writers_tables: tuple[tuple[str, ...], ...] = (tuple(schema.TABLES),)
+
+    def __init__(self, engine: sa.Engine, run_key: int) -> None:
+        self.engine, self.run_key = engine, run_key
+        self.failed = threading.Event()
+        self.writers = [_Writer(self, t) for t in self.writers_tables]
+
+    def start(self) -> None:
+        self.prepare()
+        for w in self.writers:
+            w.start()
+
+    def put(self, batch: Batch) -> None:
+        for w in self.writers:
+            if w.is_alive() and not self.failed.is_set():
+                w.queue.put(batch)
+
+    def close(self) -> BaseException | None:
+        """Wait for the writers; the first error, if any."""
+        for w in self.writers:
+            if w.is_alive():
+                w.queue.put(_STOP)
+        for w in self.writers:
+            w.join()
+        return next((w.error for w in self.writers if w.error is not None), None)
+
+    # dialect parts
+    def prepare(self) -> None: ...
+    def load(self, raw, batch: Batch, tables) -> None: ...
+    def seal(self, raw, tables) -> None: ...
+    def publish(self, conn: sa.Connection) -> None: ...
+
+
+class _PostgresLoader(_Loader):
+    writers_tables = (("vitals",), ("patients", "events", "conditions"))
+
+    def prepare(self) -> None:
+        k = int(self.run_key)
+        with db.connect(self.engine, begin=True) as conn:
+            for table in schema.TABLES:
+                part = _qi(_partition(table, k))
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {part}")
+                conn.exec_driver_sql(f"CREATE TABLE {part} (LIKE {_qi(table)} INCLUDING DEFAULTS)")
+                conn.exec_driver_sql(f"ALTER TABLE {part} ALTER COLUMN run_key SET DEFAULT {k}")
+                # the partition's constraint, proven up front so ATTACH does not scan the table
+                conn.exec_driver_sql(f"ALTER TABLE {part} ADD CONSTRAINT {_qi(_partition(table, k) + '_key')} "
+                                     f"CHECK (run_key IS NOT NULL AND run_key = {k})")
+
+    def load(self, raw, batch: Batch, tables) -> None:
+        cur = raw.cursor()
+        for table in tables:
+            frame = batch.tables()[table]
+            cols = _columns(table)
+            buf = io.BytesIO()
+            frame.select(cols).write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00",
+                                         date_format="%Y-%m-%d", null_value="", quote_style="non_numeric")
+            buf.seek(0)
+            cur.copy_expert(f"COPY {_qi(_partition(table, self.run_key))} ({', '.join(map(_qi, cols))}) "
+                            f"FROM STDIN WITH (FORMAT csv)", buf, size=1 << 20)
+        cur.close()
+
+    def seal(self, raw, tables) -> None:
+        """The partition's indexes, built once after the load (cheaper than maintaining them row by row)."""
+        cur = raw.cursor()
+        for table in tables:
+            part = _qi(_partition(table, self.run_key))
+            if table == "patients":
+                cur.execute(f"CREATE UNIQUE INDEX ON {part} (run_key, patient_id)")
+            else:
+                cur.execute(f"CREATE INDEX ON {part} USING brin (patient_id)")
+        cur.close()
+
+    def publish(self, conn: sa.Connection) -> None:
+        k = int(self.run_key)
+        for table in schema.TABLES:
+            conn.exec_driver_sql(f"ALTER TABLE {_qi(table)} ATTACH PARTITION {_qi(_partition(table, k))} "
+                                 f"FOR VALUES IN ({k})")
+
+
+class _SqliteLoader(_Loader):
+    def load(self, raw, batch: Batch, tables) -> None:
+        cur = raw.cursor()
+        for table in tables:
+            frame = batch.tables()[table]
+            cols = _columns(table)
+            exprs = []
+            for c in cols:
+                dtype = frame.schema[c]
+                if isinstance(dtype, pl.Datetime):  # SQLAlchemy's SQLite DateTime text form, in UTC
+                    exprs.append(pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%6f"))
+                elif dtype == pl.Date:
+                    exprs.append(pl.col(c).dt.strftime("%Y-%m-%d"))
+                elif isinstance(dtype, (pl.Enum, pl.Categorical)):
+                    exprs.append(pl.col(c).cast(pl.String))
+                elif dtype == pl.Boolean:
+                    exprs.append(pl.col(c).cast(pl.Int8))
+                else:
+                    exprs.append(pl.col(c))
+            rows = frame.select(exprs).rows()
+            marks = ", ".join("?" * len(cols))
+            cur.executemany(f"INSERT INTO {_qi(table)} (run_key, {', '.join(map(_qi, cols))}) "
+                            f"VALUES ({int(self.run_key)}, {marks})", rows)
+        raw.commit()
+        cur.close()
+
+
+def loader_for(engine: sa.Engine, run_key: int) -> _Loader:
+    return (_PostgresLoader if db.dialect(engine) == "postgresql" else _SqliteLoader)(engine, run_key)
+
+
+def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = False) -> None:
+    """Remove a run's rows from the four tables (PostgreSQL: drop its partitions or staging tables)."""
+    k = int(run_key)
+    with db.connect(engine, begin=True) as conn:
+        if only_unfinished:
+            row = conn.execute(sa.select(db.RUNS.c.status, db.RUNS.c.persisted)
+                               .where(db.RUNS.c.run_key == k)).first()
+            if row is not None and row.persisted and row.status == "completed":
+                return
+        for table in schema.TABLES:
+            if db.dialect(engine) == "postgresql":
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qi(_partition(table, k))}")
+            else:
+                conn.execute(db.RUN_TABLES[table].delete().where(db.RUN_TABLES[table].c.run_key == k))
+
+
+# --- the run --------------------------------------------------------------------------------------------------------
+class DatabaseRun:
+    """One generation run's database side. Never raises: a database problem becomes ``error`` (one line) and the
+    file output goes on.
+
+        dbrun = DatabaseRun(engine, manifest, out_dir=out, persist=True)
+        for batch in stream: sink.write(batch); dbrun.write(batch)
+        dbrun.finish(manifest)        # manifest["status"] decides: completed -> visible, else dropped
+        manifest["database_error"]    # set when something did not reach the database
+    """
+
+    def __init__(self, engine: sa.Engine, manifest: dict, *, out_dir: str | Path | None = None,
+                 persist: bool = False, scenario_name: str | None = None,
+                 scenario_version: int | None = None) -> None:
+        self.engine, self.persist = engine, persist
+        self.run_key: int | None = None
+        self.loader: _Loader | None = None
+        self.summary = Summary() if persist else None
+        self.error: str | None = None
+        try:
+            self.run_key = db.register_run(engine, manifest, out_dir=out_dir, persist=persist,
+                                           scenario_name=scenario_name, scenario_version=scenario_version)
+            if persist:
+                self.loader = loader_for(engine, self.run_key)
+                self.loader.start()
+        except Exception as exc:
+            self.error = one_line(exc, engine)
+            if self.run_key is not None:
+                self._drop()
+
+    def write(self, batch: Batch) -> None:
+        if self.loader is None or self.error is not None:
+            return
+        if self.loader.failed.is_set():
+            self.error = self._loader_error()
+            return
+        self.summary.add(batch)
+        self.loader.put(batch)
+
+    def _loader_error(self) -> str:
+        err = self.loader.close() if self.loader else None
+        self.loader = None
+        return one_line(err, self.engine) if err else "database load stopped"
+
+    def _drop(self) -> None:
+        try:
+            drop_run_rows(self.engine, self.run_key)
+        except Exception:
+            db.defer_cleanup(self.engine, self.run_key)
+
+    def drain(self) -> None:
+        """Wait until every batch is loaded and indexed (never raises; a failure becomes ``error``)."""
+        if self.loader is not None:
+            err = self.loader.close()
+            if err is not None and self.error is None:
+                self.error = one_line(err, self.engine)
+
+    def finish(self, manifest: dict) -> None:
+        """Make a completed run visible (or drop a cancelled/failed one) and record the run's end; notes any
+        database problem in ``manifest["database_error"]`` and whether the tables are in ``manifest["persisted"]``."""
+        if self.run_key is None:
+            manifest["persisted"] = False
+            if self.error:
+                manifest["database_error"] = self.error
+            return
+        completed = manifest.get("status") == "completed"
+        persisted = False
+        if self.loader is not None:
+            if not completed:  # cancelled or failed: the writers skip what is still queued
+                self.loader.failed.set()
+            err = self.loader.close()
+            if err is not None and self.error is None:
+                self.error = one_line(err, self.engine)
+            if completed and self.error is None:
+                try:
+                    with db.connect(self.engine, begin=True) as conn:
+                        self.loader.publish(conn)
+                        conn.execute(db.RUNS.update().where(db.RUNS.c.run_key == self.run_key).values(
+                            **db._finish_values(manifest, persisted=True, database_error=None,
+                                                summary=self.summary.result())))
+                    persisted = True
+                except Exception as exc:
+                    self.error = one_line(exc, self.engine)
+            if not persisted:
+                self._drop()
+        if self.error:
+            manifest["database_error"] = self.error + ("; the run's files are complete" if completed else "")
+        manifest["persisted"] = persisted
+        if not persisted:
+            try:
+                db.finish_run(self.engine, self.run_key, manifest, database_error=manifest.get("database_error"))
+            except Exception as exc:
+                manifest.setdefault("database_error", one_line(exc, self.engine))
+                db.defer_cleanup(self.engine, self.run_key, manifest)
