@@ -22,6 +22,8 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_PERSISTED = 3  # --db: the files are complete but the run did not reach the database
+EXIT_DB_DOWN = 4        # db migrate|status: the database cannot be reached
 
 
 class BadInput(Exception):
@@ -84,10 +86,11 @@ def cmd_generate(args) -> int:
             sys.stderr.flush()
 
     cancel = threading.Event()
+    db_kwargs, db_down = _db_engine_for_run(args) if args.db else ({}, None)
     try:
         manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
                                 chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
-                                cancel=cancel, fhir_profile=args.fhir_profile)
+                                cancel=cancel, fhir_profile=args.fhir_profile, **db_kwargs)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     if tty:
@@ -97,7 +100,54 @@ def cmd_generate(args) -> int:
         return 130
     if not args.quiet:
         _summary(manifest, out)
+    if args.db and not manifest.get("persisted"):
+        reason = manifest.get("database_error") or db_down or "the database was not reached"
+        print(f"warning: run not saved to the database ({reason}); the files in {out} are complete",
+              file=sys.stderr)
+        return EXIT_NOT_PERSISTED
     return 0
+
+
+def _db_engine_for_run(args) -> tuple[dict, str | None]:
+    """generate_run's database arguments for --db; a database that is down means files only (warned at the end)."""
+    if args.encrypt:
+        raise BadInput("--db cannot be combined with --encrypt (the database would hold the tables in clear)")
+    try:
+        from core import db
+    except ImportError as exc:
+        raise BadInput(f"--db needs the database libraries (pip install -r requirements.txt): {exc}") from None
+    try:
+        engine = db.get_engine()
+    except ValueError as exc:  # a malformed DATABASE_URL or pool setting
+        raise BadInput(str(exc)) from None
+    except db.DatabaseUnavailable as exc:
+        print(f"warning: {exc}; generating to files only", file=sys.stderr)
+        return {}, str(exc)
+    return {"engine": engine, "persist": True, "scenario_name": Path(str(args.scenario or "default")).stem}, None
+
+
+def cmd_db(args) -> int:
+    from core import db
+    try:
+        engine = db.create_engine()
+        if args.action == "migrate":
+            before = db.schema_revision(engine)
+            after = db.migrate(engine)
+            print(f"{db.describe(engine)}: schema {before or 'empty'} -> {after} (head {db.head_revision()})")
+            return 0
+        info = db.status(engine)
+        print(f"database  {info['database']} ({info['dialect']})")
+        print(f"schema    {info['revision'] or 'empty'} (head {info['head']})")
+        print(f"runs      {info['runs']:,} ({info['persisted_runs']:,} with their tables), "
+              f"scenarios {info['scenarios']:,}")
+        pool = info["pool"]
+        print(f"pool      budget {pool['budget']} (size {pool['size']} + overflow), checked out {pool['checked_out']}")
+        return 0 if info["revision"] == info["head"] else 1
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    except db.DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DB_DOWN
 
 
 def _summary(m: dict, out: Path) -> None:
@@ -186,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patients per written batch (default 16,384; the data is the same for any size)")
     g.add_argument("--force", action="store_true", help="replace a run already in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    g.add_argument("--db", action="store_true",
+                   help="also save the run's tables to the database (DATABASE_URL or data/mpg.sqlite)")
     g.set_defaults(func=cmd_generate)
     pr = sub.add_parser("presets", help="list the scenario presets")
     pr.add_argument("--json", action="store_true", help="print the full validated presets as JSON")
@@ -206,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("output")
     d.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     d.set_defaults(func=cmd_decrypt)
+    dbp = sub.add_parser("db", help="database schema: migrate | status (DATABASE_URL or data/mpg.sqlite)")
+    dbp.add_argument("action", choices=("migrate", "status"))
+    dbp.set_defaults(func=cmd_db)
     sub.add_parser("bench", help="benchmark throughput and memory (options: python -m core bench --help)")
     return p
 
