@@ -23,11 +23,12 @@ GZIP_LEVEL = 1
 WRITE_BUFFER = 1 << 20
 
 
-# Write-behind: start writing back each 64 MB as it is done and drop what is already on disk from the page cache.
-# A multi-GB text run otherwise fills the cache with pages it never reads again, and on a VM each fresh page
-# costs a fault: 4 GB took 2.8-8.7 s of kernel time plainly, 1.1 s with write-behind (benchmarks/bench_sinks.py).
+# Write-behind: every 64 MB, ask the kernel to write back what is done and to drop what is already on disk from
+# the page cache (POSIX_FADV_DONTNEED starts write-back of dirty pages and evicts clean ones). A multi-GB text run
+# otherwise fills the cache with pages it never reads again, and on a VM each fresh page costs a fault: writing
+# 4 GB took 2.8-8.7 s of kernel time plainly, 1.1 s this way (benchmarks/bench_sinks.py).
 WRITE_BEHIND = 64 << 20
-_CAN_WRITE_BEHIND = hasattr(os, "sync_file_range") and hasattr(os, "posix_fadvise")
+_CAN_WRITE_BEHIND = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 
 
 class TempFile:
@@ -39,7 +40,7 @@ class TempFile:
         self._file = open(self.path, "xb", buffering=WRITE_BUFFER)
         self._sha256 = hashlib.sha256()
         self.bytes = 0
-        self._flushed = 0  # bytes handed to write-back
+        self._flushed = self._dropped = 0  # write-back asked up to here / evicted up to here
 
     def write(self, data) -> None:
         self._sha256.update(data)
@@ -50,13 +51,11 @@ class TempFile:
 
     def _write_behind(self) -> None:
         fd, done = self._file.fileno(), self.bytes - WRITE_BEHIND  # the last piece may still sit in our buffer
-        try:
-            os.sync_file_range(fd, self._flushed, done - self._flushed, os.SYNC_FILE_RANGE_WRITE)
-            if self._flushed > WRITE_BEHIND:  # pages handed over one round ago are on their way to disk by now
-                os.posix_fadvise(fd, 0, self._flushed - WRITE_BEHIND, os.POSIX_FADV_DONTNEED)
-        except OSError:  # a file system without these hints: plain writes are still correct
+        try:  # the range of the round before is clean by now and is dropped; the new one starts write-back
+            os.posix_fadvise(fd, self._dropped, done - self._dropped, os.POSIX_FADV_DONTNEED)
+        except OSError:  # a file system without the hint: plain writes are still correct
             pass
-        self._flushed = done
+        self._dropped, self._flushed = self._flushed, done
 
     def commit(self) -> dict:
         """Close and rename to the final name (atomic on one file system; replaces an older file only now)."""
