@@ -320,3 +320,21 @@ def test_frame_not_matching_the_schema_is_refused(tmp_path):
         with create_sink("parquet", tmp_path) as sink:
             sink.write(wrong)
     assert visible(tmp_path) == []
+
+
+def test_write_behind_keeps_the_bytes_and_hash_exact(tmp_path, monkeypatch):
+    """Long files hint the kernel to drop written pages; what lands on disk is still every byte, in order."""
+    from core.sinks import layers
+    calls = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(layers, "WRITE_BEHIND", 64 << 10)
+    monkeypatch.setattr(layers.os, "posix_fadvise", lambda *a: (calls.append(a[1:3]), real(*a))[1])
+    out = layers.TempFile(tmp_path / "big.bin")
+    chunks = [bytes([i % 251]) * (37_000 + i) for i in range(60)]
+    for chunk in chunks:
+        out.write(chunk)
+    entry = out.commit()
+    data = (tmp_path / "big.bin").read_bytes()
+    assert data == b"".join(chunks)
+    assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert len(calls) >= 5 and all(off + n <= len(data) for off, n in calls)
