@@ -234,3 +234,46 @@ def test_without_a_database_preview_import_and_export_still_work(data_dir, monke
     assert metrics(at)["Patients in preview"] == "3,000"
     export = at.get("download_button")
     assert export, "the Export JSON button is there without a database"
+
+
+def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
+    at = open_scenario()
+    assert not [w for w in at.warning if "database is unavailable" in w.value]
+    at.text_input(key="sc_save_name").set_value("Baltic test")
+    at.text_input(key="sc_save_description").set_value("first cut")
+    at.button(key="sc_save").click().run()
+    assert any(s.value == "Saved 'Baltic test' as version 1." for s in at.success)
+    assert at.session_state["scenario_version"] == 1 and at.session_state["scenario_name"] == "Baltic test"
+
+    at.number_input(key="sc_days").set_value(5).run()
+    assert at.session_state["scenario_version"] is None  # edited since the save
+    at.button(key="sc_save").click().run()
+    assert any(s.value == "Saved 'Baltic test' as version 2." for s in at.success)
+    versions = at.selectbox(key="sc_load_version").options  # newest first, with the description
+    assert [v.split(" · ")[0] for v in versions] == ["v2", "v1"] and versions[1].endswith("first cut")
+
+    at.selectbox(key="sc_load_version").set_value(1)
+    at.button(key="sc_load").click().run()
+    assert any(s.value == "Loaded 'Baltic test' version 1 from the database." for s in at.success)
+    assert at.number_input(key="sc_days").value == 8
+    assert at.session_state["scenario_version"] == 1
+
+    at.switch_page("pages/generate.py").run()
+    assert any("saved as 'Baltic test' v1" in c.value for c in at.caption)
+    at.switch_page("pages/scenario.py").run()
+
+    at.text_input(key="sc_dup_name").set_value("Copy A")
+    at.button(key="sc_dup").click().run()
+    assert at.selectbox(key="sc_load_name").options == ["Baltic test (v2)", "Copy A (v1)"]
+
+    at.selectbox(key="sc_load_name").set_value("Baltic test")
+    at.button(key="sc_delete").click().run()
+    assert any("tick 'yes, delete every version of 'Baltic test''" in e.value for e in at.error)
+    at.checkbox(key="sc_delete_confirm").check()
+    at.button(key="sc_delete").click().run()
+    assert any(s.value == "Deleted 'Baltic test' (2 versions)." for s in at.success)
+    assert at.selectbox(key="sc_load_name").options == ["Copy A (v1)"]
+
+    at.text_input(key="sc_save_name").set_value("x" * 101)
+    at.button(key="sc_save").click().run()
+    assert any("scenario name is 101 characters long" in e.value for e in at.error)
