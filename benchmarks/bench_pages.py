@@ -135,11 +135,9 @@ def main() -> int:
                 fn()
                 print(f"  {label:<22} {time.perf_counter() - t:>6.2f} s")
             resources.find_runs.clear()  # the list is cached for 15 s: show the new run at once
-            at.switch_page("pages/explore.py").run()
-            at.selectbox(key="ex_run").set_value(str(big))
-            at.radio(key="ex_view").set_value("Overview")
+            at.switch_page("pages/scenario.py").run()
             t = time.perf_counter()
-            at.run()
+            at.switch_page("pages/explore.py").run()  # the newest run, the big one, is selected
             assert not at.exception, at.exception
             shown = {m.label: m.value for m in at.metric}.get("Patients")
             assert shown == f"{args.big:,}", shown
