@@ -28,6 +28,7 @@ from typing import Iterable
 import polars as pl
 
 from core import settings
+from core.handover import handover_texts
 from core.schema import CATEGORIES, FACILITIES, OUTCOMES, TABLES, TRIAGES, UTC_TIME
 
 TABLE_NAMES = tuple(TABLES)
@@ -500,13 +501,16 @@ def patient_page(patients: pl.LazyFrame, filters: dict[str, Iterable[str]] | Non
 
 
 def patient_card(run: Run, patient_id: int) -> dict | None:
-    """Everything about one patient: the patient row (dict), and their conditions, events and vitals (frames
-    in order); None when the run has no such patient."""
+    """Everything about one patient: the patient row (dict), the MIST-AT hand-over text, and their conditions,
+    events and vitals (frames in order); None when the run has no such patient."""
     pick = pl.col("patient_id") == int(patient_id)
     row = run.patients().filter(pick).collect()
     if row.is_empty():
         return None
+    raw = {name: getattr(run, name)().filter(pick).collect() for name in ("events", "conditions", "vitals")}
     out = {"patient": row.row(0, named=True),
+           # MIST-AT: the short verbal hand-over a medic gives the receiving team (core/handover.py)
+           "handover": handover_texts(row, raw["events"], raw["conditions"], raw["vitals"])["handover"][0],
            "events": run.events().filter(pick).sort("seq").select(
                "seq", "time", minutes_after_injury=((pl.col("time") - row["injury_time"][0]).dt.total_seconds() / 60)
                .round(0).cast(pl.Int64), facility="facility", event="event", detail="detail").collect(),

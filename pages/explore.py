@@ -151,6 +151,8 @@ else:  # Patients
         c3.markdown(f"**Outcome** {OUTCOME_LABELS.get(p['outcome'], p['outcome'])}  \n"
                     f"**At** {p['outcome_time']:%Y-%m-%d %H:%M} UTC, {p['last_facility']}  \n"
                     f"**Incident** {p['event_id']}")
+        st.markdown("**MIST-AT hand-over**")
+        st.info(card["handover"])
         t1, t2, t3 = st.tabs(["Timeline", "Conditions", "Vital signs"])
         t1.dataframe(card["events"], hide_index=True, width="stretch")
         t2.dataframe(card["conditions"], hide_index=True, width="stretch")

@@ -201,6 +201,14 @@ def test_patient_card_has_the_whole_record(run):
     assert explore.patient_card(run, N + 1) is None
 
 
+def test_patient_card_carries_the_mist_at_hand_over(run):
+    card = explore.patient_card(run, 42)
+    p = card["patient"]
+    text = card["handover"]
+    assert text.startswith("Mechanism: ") and "| Injuries: " in text and f"Age: {p['age']}, {p['sex']}" in text
+    assert p["condition_display"] in text and f"triage {p['triage']}" in text
+
+
 def test_preview_summary_describes_an_in_memory_sample():
     from core import generator
     sample = generator.generate(load_scenario("peacekeeping").with_overrides(patients=1500)).patients
