@@ -233,7 +233,11 @@ def create_engine(url: str | None = None, **pool_overrides) -> sa.Engine:
     if backend == "sqlite":
         db_path = parsed.database
         if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(f"database unreachable at {describe(parsed)}: cannot create its folder "
+                                          f"({exc.strerror or exc})") from None
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": opts["pool_timeout"]}
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":

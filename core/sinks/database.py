@@ -29,11 +29,22 @@ SUMMARY_COLUMNS = ("category", "triage", "outcome", "mechanism", "front", "natio
 _STOP = object()
 
 
+def _driver_down(exc: BaseException) -> bool:
+    """A raw driver error (our writers use the DBAPI connection directly) that means the server is gone."""
+    for mod in ("psycopg2", "sqlite3"):
+        dbapi = __import__(mod)
+        if isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError)):
+            return True
+    return False
+
+
 def one_line(exc: BaseException, engine: sa.Engine) -> str:
     if isinstance(exc, db.DatabaseUnavailable):
         return str(exc)
     if isinstance(exc, (sa.exc.DBAPIError, sa.exc.TimeoutError)) and db._is_down(exc):
         return str(db._unavailable(engine, exc))
+    if _driver_down(exc):
+        return f"database unreachable at {db.describe(engine)}: {db._reason(exc)}"
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
@@ -93,19 +104,33 @@ class _Writer(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
 
+    def offer(self, item) -> None:
+        """Queue an item for a live writer (waits while its queue is full; never for a writer that ended)."""
+        while self.is_alive():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def run(self) -> None:
         try:
             with db.connect(self.loader.engine) as conn:
                 raw = conn.connection.dbapi_connection
-                while True:
-                    item = self.queue.get()
-                    if item is _STOP:
-                        break
-                    if self.error is None and not self.loader.failed.is_set():
-                        self.loader.load(raw, item, self.tables)
-                if not self.loader.failed.is_set():
-                    self.loader.seal(raw, self.tables)
-                raw.commit()
+                try:
+                    while True:
+                        item = self.queue.get()
+                        if item is _STOP:
+                            break
+                        if self.error is None and not self.loader.failed.is_set():
+                            self.loader.load(raw, item, self.tables)
+                    if not self.loader.failed.is_set():
+                        self.loader.seal(raw, self.tables)
+                    raw.commit()
+                except BaseException as exc:
+                    if _driver_down(exc):  # a dead connection goes, it is not handed back to the pool
+                        conn.invalidate()
+                    raise
         except BaseException as exc:  # reported by finish(); the queue is drained so put() never blocks
             self.error = exc
             self.loader.failed.set()
@@ -132,14 +157,13 @@ class _Loader:
 
     def put(self, batch: Batch) -> None:
         for w in self.writers:
-            if w.is_alive() and not self.failed.is_set():
-                w.queue.put(batch)
+            if not self.failed.is_set():
+                w.offer(batch)
 
     def close(self) -> BaseException | None:
         """Wait for the writers; the first error, if any."""
         for w in self.writers:
-            if w.is_alive():
-                w.queue.put(_STOP)
+            w.offer(_STOP)
         for w in self.writers:
             w.join()
         return next((w.error for w in self.writers if w.error is not None), None)
@@ -153,6 +177,11 @@ class _Loader:
 
 class _PostgresLoader(_Loader):
     writers_tables = (("vitals",), ("patients", "events", "conditions"))
+
+    def __init__(self, engine: sa.Engine, run_key: int) -> None:
+        if db.pool_status(engine)["budget"] < 3:  # leave a connection for everyone else
+            self.writers_tables = (tuple(schema.TABLES),)
+        super().__init__(engine, run_key)
 
     def prepare(self) -> None:
         k = int(self.run_key)
@@ -277,16 +306,12 @@ class DatabaseRun:
     def write(self, batch: Batch) -> None:
         if self.loader is None or self.error is not None:
             return
-        if self.loader.failed.is_set():
-            self.error = self._loader_error()
+        if self.loader.failed.is_set():  # a writer failed: stop feeding it; finish() reports and drops
+            err = self.loader.close()
+            self.error = one_line(err, self.engine) if err else "database load stopped"
             return
         self.summary.add(batch)
         self.loader.put(batch)
-
-    def _loader_error(self) -> str:
-        err = self.loader.close() if self.loader else None
-        self.loader = None
-        return one_line(err, self.engine) if err else "database load stopped"
 
     def _drop(self) -> None:
         try:
@@ -327,8 +352,8 @@ class DatabaseRun:
                     persisted = True
                 except Exception as exc:
                     self.error = one_line(exc, self.engine)
-            if not persisted:
-                self._drop()
+        if self.persist and not persisted:
+            self._drop()
         if self.error:
             manifest["database_error"] = self.error + ("; the run's files are complete" if completed else "")
         manifest["persisted"] = persisted

@@ -1,0 +1,473 @@
+"""core.db against the embedded SQLite file and a real PostgreSQL (MPG_TEST_DATABASE_URL, default
+postgresql://postgres@127.0.0.1:5432/test): each test session works in its own PostgreSQL schema and drops it.
+With CI set, an unreachable PostgreSQL fails these tests instead of skipping them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from core import db, schema
+from core.run import generate_run
+from core.scenario import load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("MPG_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DOWN_PG = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+
+
+def _pg_admin():
+    return sa.create_engine(sa.make_url(PG_URL).set(drivername="postgresql+psycopg2"), poolclass=sa.pool.NullPool,
+                            connect_args={"connect_timeout": 5})
+
+
+def _schema_url(schema_name: str, app: str | None = None) -> str:
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options={quote(f'-csearch_path={schema_name}')}"
+    return url + (f"&application_name={app}" if app else "")
+
+
+@pytest.fixture(scope="session")
+def pg_schema():
+    """A fresh schema for this session, dropped at the end; fail under CI when PostgreSQL is unreachable."""
+    name = f"mpg_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin()
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    except sa.exc.OperationalError as exc:
+        msg = f"PostgreSQL unreachable at {PG_URL}: {str(exc.orig).strip().splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    yield name
+    db.dispose_all()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request, tmp_path_factory):
+    """(name, url) of a migrated database used by the whole session."""
+    if request.param == "sqlite":
+        found = "sqlite", f"sqlite:///{tmp_path_factory.mktemp('db') / 'mpg.sqlite'}"
+    else:
+        found = "postgresql", _schema_url(request.getfixturevalue("pg_schema"))
+    db.get_engine(found[1])  # migrated once
+    return found
+
+
+@pytest.fixture
+def engine(backend):
+    return db.get_engine(backend[1])
+
+
+@pytest.fixture(scope="session")
+def small():
+    return load_scenario("default").with_overrides(patients=6_000, seed=11)
+
+
+def _count_rows(engine, run_key: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE run_key = :k"), {"k": run_key}).scalar()
+                for t in schema.TABLES}
+
+
+def _run_key(engine, run_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(db.RUNS.c.run_key).where(db.RUNS.c.run_id == run_id)).scalar_one()
+
+
+def _pg_partitions(engine, run_key: int) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                    "AND tablename LIKE :p"), {"p": f"%\\_r{run_key}"}).scalars().all()
+
+
+# --- schema -----------------------------------------------------------------------------------------------------
+def test_migrations_from_empty(backend, tmp_path):
+    if backend[0] == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh' / 'new.sqlite'}"  # the folder does not exist yet either
+    else:
+        name = f"mpg_fresh_{uuid.uuid4().hex[:8]}"
+        with _pg_admin().begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        url = _schema_url(name)
+    engine = db.create_engine(url)
+    try:
+        assert db.schema_revision(engine) is None
+        assert db.migrate(engine) == db.head_revision()
+        assert db.migrate(engine) == db.head_revision()  # running it again changes nothing
+        insp = sa.inspect(engine)
+        assert {"scenarios", "runs", "metrics", *schema.TABLES} <= set(insp.get_table_names())
+        for table, cols in schema.TABLES.items():  # the database holds every contract column
+            assert [c["name"] for c in insp.get_columns(table)] == ["run_key", *cols]
+        assert db.status(engine)["revision"] == db.head_revision()
+    finally:
+        engine.dispose()
+        if backend[0] == "postgresql":
+            with _pg_admin().begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def test_cli_db_migrate_and_status(backend):
+    env = {**os.environ, "DATABASE_URL": backend[1], "PYTHONPATH": str(REPO)}
+    if backend[0] == "sqlite":
+        env.pop("DATABASE_URL")
+        env["MPG_DATA_DIR"] = str(Path(backend[1].removeprefix("sqlite:///")).parent)
+    out = subprocess.run([sys.executable, "-m", "core", "db", "migrate"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"-> {db.head_revision()}" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "core", "db", "status"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and f"schema    {db.head_revision()}" in out.stdout, out.stdout + out.stderr
+
+
+# --- scenarios --------------------------------------------------------------------------------------------------
+def test_scenario_versions(engine):
+    name = f"Brigade {uuid.uuid4().hex[:6]}"
+    base = load_scenario("default")
+    v1 = db.save_scenario(engine, name, base, "first")
+    v2 = db.save_scenario(engine, f"  {name} ", base.with_overrides(patients=777), "second")  # same name, stripped
+    assert (v1["version"], v1["parent_version"]) == (1, None)
+    assert (v2["version"], v2["parent_version"]) == (2, 1)
+    assert [v["version"] for v in db.scenario_versions(engine, name)] == [1, 2]
+    latest = next(s for s in db.list_scenarios(engine) if s["name"] == name)
+    assert latest["version"] == 2 and latest["sha256"] == base.with_overrides(patients=777).sha256()
+    assert db.load_scenario(engine, name).patients == 777
+    assert db.load_scenario(engine, name, 1) == base
+    with pytest.raises(LookupError, match="version 9"):
+        db.load_scenario(engine, name, 9)
+    assert db.delete_scenario(engine, name) == 2
+    assert db.scenario_versions(engine, name) == []
+    with pytest.raises(LookupError):
+        db.load_scenario(engine, name)
+
+
+HOSTILE = ["Robert'); DROP TABLE scenarios;--", '<script>alert("x")</script>', "O'Brien \"Quote\" \\ back",
+           "שלום عملية 行动 🚑🪖", "Z̷̢a̶l̴g̸o", "%_ LIKE wildcards %", "x" * 100, "e\u0301clair"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_scenario_names_are_stored_as_given(engine, name):
+    desc = "line one\nline two\t'; DELETE FROM runs; -- " + "é" * 900
+    row = db.save_scenario(engine, name, load_scenario("default"), desc)
+    stored = row["name"]
+    assert stored == (name if name != "e\u0301clair" else "\u00e9clair")  # NFC: one name for what looks alike
+    versions = db.scenario_versions(engine, stored)
+    assert versions[-1]["description"] == desc.strip()
+    assert db.load_scenario(engine, stored).name == load_scenario("default").name
+    assert {t for t in sa.inspect(engine).get_table_names()} >= {"scenarios", "runs"}  # nothing was dropped
+    assert db.delete_scenario(engine, stored) >= 1
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "empty"), ("   ", "empty"), ("x" * 101, "101 characters"), ("bad\x00name", "U\\+0000"),
+    ("tab\tname", "U\\+0009"), ("\ud800", "U\\+D800"), (42, "must be text"),
+])
+def test_bad_scenario_names_are_refused_with_a_reason(engine, name, message):
+    with pytest.raises(ValueError, match=message):
+        db.save_scenario(engine, name, load_scenario("default"))
+
+
+def test_overlong_description_is_refused(engine):
+    with pytest.raises(ValueError, match="at most 1000"):
+        db.save_scenario(engine, "desc", load_scenario("default"), "d" * 1001)
+
+
+# --- runs -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def persisted(backend, small, tmp_path_factory):
+    """One persisted run of the small scenario per backend: (engine, manifest, out dir)."""
+    engine = db.get_engine(backend[1])
+    out = tmp_path_factory.mktemp("run") / "r"
+    manifest = generate_run(small, out, engine=engine, persist=True, scenario_name="small", scenario_version=3,
+                            chunk_size=2_048)
+    assert manifest["status"] == "completed" and manifest["persisted"] is True, manifest.get("database_error")
+    return engine, manifest, out
+
+
+def _file_table(out: Path, table: str) -> pl.DataFrame:
+    frame = pl.read_parquet(out / f"{table}.parquet")
+    return frame.with_columns(pl.col(c).cast(pl.String) for c, d in frame.schema.items() if isinstance(d, pl.Enum))
+
+
+def test_persisted_run_equals_the_files_of_the_same_seed(persisted):
+    engine, manifest, out = persisted
+    for table in schema.TABLES:
+        from_db, from_file = db.run_table(engine, manifest["run_id"], table), _file_table(out, table)
+        assert from_db.schema == from_file.schema
+        assert from_db.sort(from_db.columns).equals(from_file.sort(from_file.columns)), table
+
+
+def test_run_registry_and_summary(persisted, small):
+    engine, manifest, out = persisted
+    run = db.get_run(engine, manifest["run_id"])
+    assert run["status"] == "completed" and run["persisted"] is True
+    assert (run["scenario_name"], run["scenario_version"], run["seed"]) == ("small", 3, small.seed)
+    assert run["patients"] == small.patients and run["peak_rss_mb"] == manifest["peak_rss_mb"]
+    assert Path(run["out_dir"]) == out.resolve()
+    assert run["created_at"].tzinfo is not None and run["finished_at"] >= run["created_at"]
+    listed = [r["run_id"] for r in db.list_runs(engine)]
+    assert manifest["run_id"] in listed
+    summary = db.run_summary(engine, manifest["run_id"])
+    patients = pl.read_parquet(out / "patients.parquet")
+    for col in ("category", "triage", "outcome", "mechanism", "front", "nationality"):
+        expected = {str(k): v for k, v in patients.group_by(col).len().iter_rows()}
+        assert summary[f"by_{col}"] == expected, col
+    assert summary["deaths"] == patients.filter(pl.col("outcome").is_in(["KIA", "DOW"])).height
+    assert summary["rtd"] == patients.filter(pl.col("outcome") == "RTD").height
+    assert summary["rows"]["vitals"] == pl.read_parquet(out / "vitals.parquet").height
+
+
+def test_patient_record(persisted):
+    engine, manifest, out = persisted
+    pid = 1234
+    rec = db.patient_record(engine, manifest["run_id"], pid)
+    row = pl.read_parquet(out / "patients.parquet").filter(pl.col("patient_id") == pid).row(0, named=True)
+    assert rec["service_number"] == row["service_number"] and rec["injury_time"] == row["injury_time"]
+    events = pl.read_parquet(out / "events.parquet").filter(pl.col("patient_id") == pid)
+    assert [e["seq"] for e in rec["events"]] == events["seq"].to_list()
+    assert [e["event"] for e in rec["events"]] == events["event"].cast(pl.String).to_list()
+    vitals = pl.read_parquet(out / "vitals.parquet").filter(pl.col("patient_id") == pid)
+    assert [v["code"] for v in rec["vitals"]] == vitals["code"].cast(pl.String).to_list()  # measured order
+    assert len(rec["conditions"]) == pl.read_parquet(out / "conditions.parquet").filter(
+        pl.col("patient_id") == pid).height
+    with pytest.raises(LookupError, match="no patient 99999999"):
+        db.patient_record(engine, manifest["run_id"], 99_999_999)
+
+
+def test_patient_lookup_uses_the_runs_partition_index(persisted):
+    engine, manifest, _ = persisted
+    if db.dialect(engine) != "postgresql":
+        pytest.skip("partitions exist on PostgreSQL only")
+    key = _run_key(engine, manifest["run_id"])
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")  # tiny test tables: ask whether an index exists at all
+        plan = "\n".join(conn.exec_driver_sql(
+            f"EXPLAIN SELECT * FROM vitals WHERE run_key = {key} AND patient_id = 17").scalars())
+    assert f"vitals_r{key}" in plan and "Index" in plan and "Seq Scan" not in plan, plan
+
+
+def _first_batches_then(event: threading.Event, after: int):
+    def progress(p):
+        if p.patients_done >= after:
+            event.set()
+    return progress
+
+
+@pytest.mark.parametrize("how", ["cancel", "failure"])
+def test_cancelled_or_failed_run_leaves_nothing_partial(engine, small, tmp_path, monkeypatch, how):
+    cancel = threading.Event()
+    kwargs = {"cancel": cancel, "on_progress": _first_batches_then(cancel, 4_000)}
+    if how == "failure":
+        from core import generator
+        real = generator.stream
+
+        def failing(*a, **k):
+            for i, batch in enumerate(real(*a, **k)):
+                if i == 2:
+                    raise RuntimeError("disk on fire")
+                yield batch
+        monkeypatch.setattr(generator, "stream", failing)
+        kwargs = {}
+    run_id = f"test-{how}-{uuid.uuid4().hex[:6]}"
+    if how == "cancel":
+        manifest = generate_run(small, tmp_path / "r", engine=engine, persist=True, chunk_size=1_024,
+                                run_id=run_id, **kwargs)
+    else:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            generate_run(small, tmp_path / "r", engine=engine, persist=True, chunk_size=1_024, run_id=run_id)
+        manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    expected = "cancelled" if how == "cancel" else "failed"
+    assert manifest["status"] == expected and manifest["persisted"] is False
+    run = db.get_run(engine, run_id)
+    assert run["status"] == expected and run["persisted"] is False
+    key = _run_key(engine, run_id)
+    if db.dialect(engine) == "postgresql":
+        assert _pg_partitions(engine, key) == []
+    assert _count_rows(engine, key) == dict.fromkeys(schema.TABLES, 0)
+    with pytest.raises(LookupError, match="not saved"):
+        db.run_summary(engine, run_id)
+
+
+def test_delete_run_removes_rows_and_files(engine, tmp_path):
+    scenario = load_scenario("default").with_overrides(patients=1_500, seed=5)
+    manifest = generate_run(scenario, tmp_path / "gone", engine=engine, persist=True)
+    key = _run_key(engine, manifest["run_id"])
+    db.record_metrics(engine, manifest["run_id"], [{"t": 0.5, "patients_done": 10, "rss_mb": 100.0},
+                                                   {"t": 1.0, "patients_done": 1500, "cpu_pct": 50.0}])
+    assert [m["patients_done"] for m in db.run_metrics(engine, manifest["run_id"])] == [10, 1500]
+    assert _count_rows(engine, key)["patients"] == 1_500
+    db.delete_run(engine, manifest["run_id"])
+    assert db.get_run(engine, manifest["run_id"]) is None
+    assert _count_rows(engine, key) == dict.fromkeys(schema.TABLES, 0)
+    assert not (tmp_path / "gone").exists()
+    with pytest.raises(LookupError):
+        db.run_metrics(engine, manifest["run_id"])
+
+
+def test_delete_run_never_removes_a_foreign_folder(engine, tmp_path):
+    scenario = load_scenario("default").with_overrides(patients=300, seed=5)
+    manifest = generate_run(scenario, tmp_path / "mine", engine=engine)
+    (tmp_path / "mine" / "manifest.json").write_text(json.dumps({"run_id": "someone-else"}))
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    db.delete_run(engine, manifest["run_id"])
+    assert (tmp_path / "mine" / "notes.txt").exists()
+
+
+# --- pool budget and failures -----------------------------------------------------------------------------------
+def test_connection_budget_holds_under_concurrency(backend, persisted, tmp_path):
+    _, manifest, _ = persisted
+    app = f"mpgtest{uuid.uuid4().hex[:8]}"
+    url = backend[1] if backend[0] == "sqlite" else f"{backend[1]}&application_name={app}"
+    engine = db.create_engine(url, pool_size=2, max_overflow=1, pool_timeout=30)
+    budget, seen, errors = 3, [], []
+    stop = threading.Event()
+
+    def watch():
+        admin = _pg_admin() if backend[0] == "postgresql" else None
+        while not stop.is_set():
+            seen.append(db.pool_status(engine)["checked_out"])
+            if admin is not None:
+                with admin.connect() as conn:
+                    seen.append(conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                                     "application_name = :a"), {"a": app}).scalar())
+            time.sleep(0.01)
+
+    def session(i):
+        try:
+            for _ in range(5):
+                db.list_runs(engine)
+                db.run_summary(engine, manifest["run_id"])
+                db.patient_record(engine, manifest["run_id"], 1 + i)
+                db.list_scenarios(engine)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    gen = generate_run(load_scenario("default").with_overrides(patients=5_000, seed=2), tmp_path / "c",
+                       engine=engine, persist=True, chunk_size=1_024)
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert not errors, errors[:3]
+    assert gen["persisted"] is True, gen.get("database_error")
+    assert max(seen) <= budget and max(seen) >= 1
+    status = db.pool_status(engine)
+    assert status["checked_out"] == 0 and status["budget"] == budget and status["waits"] > 0
+    engine.dispose()
+    if backend[0] == "postgresql":
+        with _pg_admin().connect() as conn:
+            left = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"),
+                                {"a": app}).scalar()
+        assert left == 0
+
+
+def test_pool_exhausted_is_a_clear_error(backend):
+    engine = db.create_engine(backend[1], pool_size=1, max_overflow=0, pool_timeout=0.3)
+    with db.connect(engine):
+        with pytest.raises(db.PoolExhausted, match="all 1 connections stayed in use for 0.3 s"):
+            db.list_runs(engine)
+    assert db.pool_status(engine)["timeouts"] == 1
+    db.list_runs(engine)  # the connection is back: the next call works
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", [DOWN_PG, "sqlite:////proc/no-such-folder/mpg.sqlite"])
+def test_database_down_at_start_is_one_clear_line(url):
+    with pytest.raises(db.DatabaseUnavailable) as err:
+        db.get_engine(url)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("database unreachable at ")
+    assert db.describe(url) in text
+
+
+def test_database_down_means_files_only(tmp_path):
+    engine = db.create_engine(DOWN_PG, pool_timeout=2)
+    assert db.is_available(engine) is False
+    scenario = load_scenario("default").with_overrides(patients=2_000, seed=4)
+    manifest = generate_run(scenario, tmp_path / "r", engine=engine, persist=True)
+    assert manifest["status"] == "completed" and manifest["persisted"] is False
+    assert "connection refused" in manifest["database_error"].lower()
+    assert pl.read_parquet(tmp_path / "r" / "patients.parquet").height == 2_000
+    engine.dispose()
+
+
+def test_database_lost_mid_run_then_recovers(backend, tmp_path):
+    if backend[0] != "postgresql":
+        pytest.skip("cutting a server connection needs PostgreSQL")
+    app = f"mpgcut{uuid.uuid4().hex[:8]}"
+    engine = db.create_engine(f"{backend[1]}&application_name={app}")
+    admin = _pg_admin()
+    cut = threading.Event()
+
+    def progress(p):
+        if p.patients_done >= 4_000 and not cut.is_set():
+            cut.set()
+            with admin.connect() as conn:  # what a server restart does to our connections
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE application_name = :a"), {"a": app})
+    scenario = load_scenario("default").with_overrides(patients=12_000, seed=8)
+    manifest = generate_run(scenario, tmp_path / "r", engine=engine, persist=True, chunk_size=1_024,
+                            on_progress=progress)
+    assert cut.is_set()
+    assert manifest["status"] == "completed" and manifest["persisted"] is False
+    assert "database" in manifest["database_error"] and "files are complete" in manifest["database_error"]
+    assert pl.read_parquet(tmp_path / "r" / "vitals.parquet").height > 0
+    db.check(engine)  # the database answers again: pre-ping replaced the dead connections
+    run = db.get_run(engine, manifest["run_id"])
+    assert run["persisted"] is False and run["status"] == "completed"
+    assert _pg_partitions(engine, _run_key(engine, manifest["run_id"])) == []
+    engine.dispose()
+    admin.dispose()
+
+
+def test_cli_generate_db(backend, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPG_DATA_DIR": str(tmp_path / "data")}
+    if backend[0] == "sqlite":
+        env.pop("DATABASE_URL", None)
+    else:
+        env["DATABASE_URL"] = backend[1]
+    args = [sys.executable, "-m", "core", "generate", "--patients", "1500", "--seed", "9", "--db", "--quiet"]
+    out = subprocess.run([*args, "--out", str(tmp_path / "ok")], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    engine = db.get_engine(backend[1] if backend[0] == "postgresql" else f"sqlite:///{tmp_path / 'data' / 'mpg.sqlite'}")
+    assert db.get_run(engine, manifest["run_id"])["persisted"] is True
+    assert db.run_summary(engine, manifest["run_id"])["patients"] == 1500
+    down = subprocess.run([*args, "--out", str(tmp_path / "down")], env={**env, "DATABASE_URL": DOWN_PG},
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 3
+    assert "not saved to the database" in down.stderr and "Traceback" not in down.stderr
+    assert json.loads((tmp_path / "down" / "manifest.json").read_text())["status"] == "completed"
+    refused = subprocess.run([*args, "--encrypt", "--out", str(tmp_path / "enc")],
+                             env={**env, "ENCRYPTION_PASSWORD": "pw"}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--db cannot be combined with --encrypt" in refused.stderr
+
+
+def test_pool_settings_are_checked():
+    os.environ["MPG_DB_POOL_SIZE"] = "zero"
+    try:
+        with pytest.raises(ValueError, match="MPG_DB_POOL_SIZE='zero' is not a number"):
+            db.pool_settings()
+    finally:
+        del os.environ["MPG_DB_POOL_SIZE"]
+    assert db.pool_settings() == {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
