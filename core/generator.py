@@ -11,7 +11,7 @@ import multiprocessing as mp
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -202,38 +202,62 @@ def rechunk(blocks: Iterator[Batch], chunk_size: int) -> Iterator[Batch]:
 _worker_env: dict = {}
 
 
-def _work(args) -> Batch:
-    scenario, block, sk = args
+def _work(args):
+    scenario, block, sk, transform = args
     key = scenario.sha256()
     if key not in _worker_env:
         _worker_env.clear()
         _worker_env[key] = arrivals.environment_effects(scenario)
-    return generate_block(scenario, _worker_env[key], block, sk)
+    batch = generate_block(scenario, _worker_env[key], block, sk)
+    return batch if transform is None else (batch, transform(batch))
 
 
-def blocks(scenario: Scenario, workers: int = 1) -> Iterator[Batch]:
-    """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes."""
+def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None) -> Iterator:
+    """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes.
+
+    With ``transform`` (a picklable top-level callable) yields ``(block, transform(block))`` pairs instead, the
+    transform run where the block was made: in the worker process when ``workers`` > 1."""
     plan = arrivals.make_plan(scenario)
     skeletons = arrivals.blocks(plan, BLOCK)
     if workers <= 1:
         for b, sk in enumerate(skeletons):
-            yield generate_block(scenario, plan.env, b, sk)
+            block = generate_block(scenario, plan.env, b, sk)
+            yield block if transform is None else (block, transform(block))
         return
     # bounded in-flight work keeps memory flat when the writer is slower than the workers
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
-            pending.append(pool.submit(_work, (scenario, b, sk)))
+            pending.append(pool.submit(_work, (scenario, b, sk, transform)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1) -> Iterator[Batch]:
-    """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order."""
+def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
+           transform: Callable[[Batch], Any] | None = None) -> Iterator:
+    """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order.
+
+    With ``transform`` (a picklable top-level callable, run on each BLOCK in the worker that generated it) yields
+    ``(batch, extras)``: ``extras`` lists, in order, the transform results of the blocks whose last patient is in
+    this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size."""
     check_options(chunk_size, workers)
-    yield from rechunk(blocks(scenario, workers), chunk_size)
+    if transform is None:
+        yield from rechunk(blocks(scenario, workers), chunk_size)
+        return
+    done: deque = deque()  # (last patient id of a block, its transform result), in block order
+
+    def tagged() -> Iterator[Batch]:
+        for block, extra in blocks(scenario, workers, transform):
+            done.append((block.last_id if block.size else 0, extra))
+            yield block
+
+    for batch in rechunk(tagged(), chunk_size):
+        extras = []
+        while done and done[0][0] <= batch.last_id:
+            extras.append(done.popleft()[1])
+        yield batch, extras
 
 
 def check_options(chunk_size: int, workers: int) -> None:

@@ -5,6 +5,7 @@ removes its temporary files, no final-named partial file is left, and the manife
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -128,12 +129,18 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         dbrun = DatabaseRun(engine, manifest, out_dir=out, persist=persist, scenario_name=scenario_name,
                             scenario_version=scenario_version)
     try:
-        with create_sink(fmt, out, compress=compress, password=password, fhir_profile=fhir_profile,
-                         seed=scenario.seed) as sink:
-            for batch in generator.stream(scenario, chunk_size=chunk_size, workers=workers):
+        # a sink with a block transform (fhir) has each block rendered in the worker process that generated it;
+        # the stream closes first on any exit, so no worker still writes into the run folder when the sink aborts
+        with (create_sink(fmt, out, compress=compress, password=password, fhir_profile=fhir_profile,
+                          seed=scenario.seed) as sink,
+              contextlib.closing(generator.stream(scenario, chunk_size=chunk_size, workers=workers,
+                                                  transform=(transform := _block_transform(sink, workers))))
+              as batches):
+            for item in batches:
+                batch, extras = item if transform else (item, None)
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled()
-                sink.write(batch)
+                sink.write(batch) if transform is None else sink.write(batch, extras)
                 if dbrun is not None:
                     dbrun.write(batch)
                 calibration.add(batch)
@@ -155,6 +162,11 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         _finish(out, manifest, started, t0, done, status, error, [], dbrun)
         raise
     return _finish(out, manifest, started, t0, done, status, error, files, dbrun)
+
+
+def _block_transform(sink, workers: int):
+    """The sink's per-block transform for the generator's worker processes (fhir bundles), or None."""
+    return sink.block_transform() if workers > 1 and hasattr(sink, "block_transform") else None
 
 
 def _finish(out, manifest, started, t0, done, status, error, files, dbrun=None) -> dict:

@@ -6,8 +6,11 @@ import gzip
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from operator import attrgetter
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -260,6 +263,81 @@ def test_same_seed_same_bytes_for_any_chunking(batch):
     assert pieces == whole
     other = BundleBuilder(12).render(batch)[0]
     assert json.loads(other)["entry"][0]["fullUrl"] != json.loads(whole.split(b"\n")[0])["entry"][0]["fullUrl"]
+
+
+def test_generator_transform_runs_once_per_block_in_order():
+    """The generic worker hook: each BLOCK's result comes once, with the batch holding the block's last patient,
+    and the tables are those of a plain stream, for any chunk size and worker count."""
+    scenario = load_scenario("default").with_overrides(patients=generator.BLOCK + 5000, seed=4)
+    plain = list(generator.stream(scenario, chunk_size=7000))
+    for chunk, workers in ((7000, 1), (7000, 2), (40_000, 2)):
+        got = list(generator.stream(scenario, chunk_size=chunk, workers=workers, transform=attrgetter("last_id")))
+        assert [extra for _, extras in got for extra in extras] == [generator.BLOCK, scenario.patients]
+        for batch, extras in got:
+            assert all(last <= batch.last_id for last in extras)
+        merged = Batch(*(pl.concat([getattr(b, t) for b, _ in got]) for t in ("patients", "events", "conditions",
+                                                                                 "vitals")))
+        assert merged.patients.equals(pl.concat([b.patients for b in plain]))
+        assert merged.vitals.equals(pl.concat([b.vitals for b in plain]))
+
+
+@pytest.fixture(scope="module")
+def run_40k(tmp_path_factory) -> tuple:
+    scenario = load_scenario("default").with_overrides(patients=2 * generator.BLOCK + 7000, seed=5)
+    out = tmp_path_factory.mktemp("fhir-w1")
+    manifest = generate_run(scenario, out, fmt="fhir")
+    return scenario, out, manifest
+
+
+@pytest.mark.parametrize("workers, chunk_size", [(2, generator.BLOCK), (2, 5000), (3, 50_000)])
+def test_worker_rendered_bundles_are_the_same_bytes(tmp_path, run_40k, workers, chunk_size):
+    """With workers the bundles are rendered in the worker processes (spill files): same file, nothing left over."""
+    scenario, ref_dir, ref = run_40k
+    manifest = generate_run(scenario, tmp_path, fmt="fhir", workers=workers, chunk_size=chunk_size)
+    files = {f["name"]: f for f in manifest["files"]}
+    want = {f["name"]: f for f in ref["files"]}
+    assert files["fhir/Bundle.ndjson"]["sha256"] == want["fhir/Bundle.ndjson"]["sha256"]
+    assert files["fhir/Bundle.ndjson"]["rows"] == scenario.patients
+    assert [p.name for p in (tmp_path / "fhir").iterdir()] == ["Bundle.ndjson"]  # no spill file left
+    for table in ("patients", "events", "conditions", "vitals"):
+        assert pl.read_parquet(tmp_path / f"{table}.parquet").equals(pl.read_parquet(ref_dir / f"{table}.parquet"))
+
+
+def test_cancelled_worker_run_leaves_no_spill_files(tmp_path):
+    cancel = threading.Event()
+    scenario = load_scenario("default").with_overrides(patients=3 * generator.BLOCK, seed=6)
+    manifest = generate_run(scenario, tmp_path / "run", fmt="fhir", workers=2, chunk_size=4000, cancel=cancel,
+                            on_progress=lambda _: cancel.set())
+    assert manifest["status"] == "cancelled"
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["manifest.json"]
+
+
+def test_a_missing_spill_file_fails_the_run(tmp_path, batch):
+    """The sink refuses to close with fewer bundles than patients (a block result that never arrived)."""
+    sink = create_sink("fhir", tmp_path, seed=11).open()
+    renderer = sink.block_transform()
+    spill = renderer(batch)
+    sink.write(batch, [])  # the tables, but not the bundles
+    with pytest.raises(RuntimeError, match="bundles written for"):
+        sink.close()
+    assert Path(spill[0]).exists()
+    sink.abort()  # removes the sink's spill files with everything else it wrote
+    assert not Path(spill[0]).exists() and list(tmp_path.iterdir()) == []
+
+
+def test_no_codeable_concept_repeats_its_display_as_text(collection):
+    """Lean output: a CodeableConcept's text is left out where its only coding's display says the same."""
+    def walk(node):
+        if isinstance(node, dict):
+            if "coding" in node and "text" in node:
+                assert [c.get("display") for c in node["coding"]][:1] != [node["text"]], node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for bundle in collection[:200]:
+        walk(bundle)
 
 
 # --- the sink and the CLI -------------------------------------------------------------------------------

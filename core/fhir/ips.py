@@ -52,6 +52,7 @@ def composition_entry(builder, frame: pl.DataFrame, cond: pl.DataFrame, obs: pl.
     seed = builder.seed
     proc = proc.with_columns(label=pl.col("detail").cast(pl.String).replace_strict(
         codes.procedure_displays(), default=pl.col("detail").cast(pl.String), return_dtype=pl.String))
+    obs = obs.sort("key")  # the builder makes single values and blood-pressure panels apart
     parts = [refs(cond, "c_url", "s_problems", pl.col("display")),
              refs(proc.filter(pl.col("label").is_not_null()), "r_url", "s_procedures", pl.col("label")),
              refs(obs, "o_url", "s_vitals"),

@@ -1,15 +1,25 @@
 """FHIR format: the four contract tables as Parquet plus ``fhir/Bundle.ndjson``, one FHIR R4 Bundle per line.
 
-The bundles come from ``core.fhir.BundleBuilder`` (polars string expressions over a whole batch). A batch is
-rendered in pieces of ``PIECE_PATIENTS`` patients (~20 KB of JSON each, ~90 MB per piece) and streamed to the
-file as polars writes it, so memory stays flat for any run size. gzip (``.gz``) and AES-256-GCM (``.enc``) apply to the
-bundle file like to every other file; the manifest lists it as ``fhir/Bundle.ndjson[.gz][.enc]``.
+The bundles come from ``core.fhir.BundleBuilder`` (polars string expressions over a whole batch), rendered in
+pieces of ``PIECE_PATIENTS`` patients and streamed to the file as polars writes them, so memory stays flat for any
+run size. Two ways to get there, with the same bytes:
+
+- with generator workers (``block_transform()``, the default of a fhir run): each worker process renders the
+  blocks it generates into a hidden spill file next to the bundle file (``.Bundle.ndjson.block-<run>-<first id>``)
+  and the sink copies the spill files in block order through the layers, deleting each once copied. Rendering
+  then runs on every core; the sink only reads, hashes, (compresses, encrypts) and writes.
+- without (``write(batch)``): the sink renders the batch itself, ``WINDOW`` pieces at a time on threads.
+
+gzip (``.gz``) and AES-256-GCM (``.enc``) apply to the bundle file like to every other file; the manifest lists
+it as ``fhir/Bundle.ndjson[.gz][.enc]``.
 """
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.fhir import PROFILES, BundleBuilder
@@ -18,8 +28,10 @@ from core.schema import Batch
 from .base import Sink
 from .parquet import ParquetSink
 
-PIECE_PATIENTS = 2_048
+PIECE_PATIENTS = 4_096  # ~80 MB of JSON per piece
 FOLDER = "fhir"
+SPILL_READ = 4 << 20  # bytes per read when copying a spill file into the layers
+WRITE_BUFFER = 1 << 20
 
 
 def piece_batches(batch: Batch, size: int):
@@ -37,10 +49,13 @@ def piece_batches(batch: Batch, size: int):
 
 
 class BundleEncoder:
-    """Renders pieces on ``WINDOW`` threads at a time (polars alone keeps only ~1.3 of 2 cores busy on these many
-    small steps) and writes them in order."""
+    """Renders the pieces of a batch on ``WINDOW`` threads while this thread writes the finished ones in order:
+    polars writes each piece's rows straight into the layers below in ~10 MB buffers, so only the pieces in the
+    window and the one being written are held, never a batch's text. One render thread is the best trade on 2
+    cores: the engine, the Parquet lanes and hashing keep the other core busy (2 threads: ~same speed, +150 MB,
+    +10 % CPU; benchmarks/bench_fhir.py)."""
 
-    WINDOW = 2
+    WINDOW = 1
 
     def __init__(self, stream, builder: BundleBuilder):
         self._stream, self._builder = stream, builder
@@ -50,11 +65,11 @@ class BundleEncoder:
         window: deque[Future] = deque()
         try:
             for piece in piece_batches(batch, PIECE_PATIENTS):
-                window.append(self._pool.submit(self._builder.render_bytes, piece))
                 if len(window) == self.WINDOW:
-                    self._stream.write(window.popleft().result())
+                    self._builder.write_parts(window.popleft().result(), self._stream)
+                window.append(self._pool.submit(self._builder.render_parts, piece))
             while window:
-                self._stream.write(window.popleft().result())
+                self._builder.write_parts(window.popleft().result(), self._stream)
         finally:
             wait(window)  # no render outlives a failed write
         return batch.size
@@ -64,6 +79,32 @@ class BundleEncoder:
 
     def discard(self) -> None:
         self._pool.shutdown()
+
+
+@dataclass(frozen=True)
+class BlockRenderer:
+    """The generator transform of a fhir run (picklable): renders one block's bundles into a spill file in
+    ``folder`` and returns ``(path, bundles)``. Runs in a worker process; a failed render leaves no file."""
+
+    seed: int
+    profile: str
+    folder: str
+    token: str
+
+    def spill_path(self, first_id: int) -> Path:
+        return Path(self.folder) / f".Bundle.ndjson.block-{self.token}-{first_id}"
+
+    def __call__(self, batch: Batch) -> tuple[str, int]:
+        path = self.spill_path(batch.first_id if batch.size else 0)
+        builder = BundleBuilder(self.seed, self.profile)
+        try:
+            with open(path, "xb", buffering=WRITE_BUFFER) as file:
+                for piece in piece_batches(batch, PIECE_PATIENTS):
+                    builder.write(piece, file)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return str(path), batch.size
 
 
 class FhirSink(Sink):
@@ -81,6 +122,12 @@ class FhirSink(Sink):
         self.profile, self.seed = profile, seed
         self._tables = ParquetSink(self.run_dir, compress=compress, password=password)
         self._made_folder = False
+        self._token = secrets.token_hex(4)  # names this sink's spill files
+
+    def block_transform(self) -> BlockRenderer:
+        """For ``generator.stream(..., transform=...)``: render each block in the worker that made it; pass the
+        results to ``write(batch, extras)``."""
+        return BlockRenderer(self.seed, self.profile, str(self.out_dir), self._token)
 
     def _encoder(self, table: str, stream) -> BundleEncoder:
         return BundleEncoder(stream, BundleBuilder(self.seed, self.profile))
@@ -98,16 +145,42 @@ class FhirSink(Sink):
             raise
         return self
 
-    def write(self, batch: Batch) -> None:
-        """Queue the tables (inner sink's lanes) and the bundles (this sink's lane); raises an earlier error."""
+    def write(self, batch: Batch, extras: list[tuple[str, int]] | None = None) -> None:
+        """Queue the tables (inner sink's lanes) and the bundles (this sink's lane); raises an earlier error.
+
+        ``extras``: the ``block_transform()`` results that came with ``batch`` (spill files, in block order);
+        without it the sink renders ``batch`` itself."""
         self._expect("open")
         self._tables.write(batch)  # checks the schema first
         self._settle()
-        self._pending = [self._pool.submit(self._write_one, "Bundle", batch)]
+        if extras is None:
+            self._pending = [self._pool.submit(self._write_one, "Bundle", batch)]
+        else:
+            self._pending = [self._pool.submit(self._copy_spills, list(extras))]
+
+    def _copy_spills(self, spills: list[tuple[str, int]]) -> None:
+        stream = self._outputs["Bundle"].stream
+        for path, bundles in spills:
+            with open(path, "rb") as file:
+                while data := file.read(SPILL_READ):
+                    stream.write(data)
+            Path(path).unlink()
+            self._rows["Bundle"] += bundles
+
+    def _remove_spills(self) -> None:
+        for path in self.out_dir.glob(f".Bundle.ndjson.block-{self._token}-*"):
+            path.unlink(missing_ok=True)
 
     def close(self) -> list[dict]:
         if self._state == "closed":
             return self.files
+        self._expect("open")
+        self._settle()
+        self._tables._settle()
+        if self._rows["Bundle"] != self._tables._rows["patients"]:  # a spill file that never arrived
+            self._state = "failed"
+            raise RuntimeError(f"{self._rows['Bundle']:,} FHIR bundles written for "
+                               f"{self._tables._rows['patients']:,} patients")
         tables = self._tables.close()
         bundles = super().close()
         self.files = tables + [{**f, "name": f"{FOLDER}/{f['name']}", "table": "fhir"} for f in bundles]
@@ -116,5 +189,7 @@ class FhirSink(Sink):
     def abort(self) -> None:
         self._tables.abort()
         super().abort()
+        if self.out_dir.exists():
+            self._remove_spills()
         if self._made_folder and self.out_dir.exists() and not any(self.out_dir.iterdir()):
             shutil.rmtree(self.out_dir, ignore_errors=True)
