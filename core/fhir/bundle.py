@@ -22,6 +22,7 @@ the resource's index (``codes.uuid_prefix``), so the same seed gives byte-identi
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -46,8 +47,9 @@ _NULL = "\x00null"  # stands for a null key in ``keyed``
 
 
 # --- expression helpers (also used by ips.py) -------------------------------------------------------------
+@lru_cache(maxsize=4096)
 def lit(text: str) -> pl.Expr:
-    return pl.lit(text, dtype=pl.String)
+    return pl.lit(text, dtype=pl.String)  # expressions are immutable: one per text is enough
 
 
 def cat(*parts) -> pl.Expr:
@@ -172,9 +174,9 @@ class BundleBuilder:
 
     def url(self, kind: str, index: np.ndarray | pl.Series, pos: np.ndarray) -> pl.Series:
         """``urn:uuid`` of the ``index``-th resource of ``kind`` of the patients at positions ``pos``."""
-        index = INDEX3.gather(index) if isinstance(index, np.ndarray) else index
-        return pl.DataFrame({"i": index, "p": self._pid.gather(pos)}).select(
-            cat(self.prefix[kind], pl.col("i"), pl.col("p"))).to_series()
+        return pl.DataFrame({"i": index, "p": pos}).select(
+            cat(self.prefix[kind], pl.lit(INDEX3).gather(pl.col("i")), pl.lit(self._pid).gather(pl.col("p")))
+        ).to_series()
 
     def render_parts(self, batch: Batch) -> pl.DataFrame:
         """One ``text`` column whose rows, written end to end, are the batch's NDJSON bundle lines."""
