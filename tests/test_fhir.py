@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -285,7 +286,8 @@ def test_generator_transform_runs_once_per_block_in_order():
 def run_40k(tmp_path_factory) -> tuple:
     scenario = load_scenario("default").with_overrides(patients=2 * generator.BLOCK + 7000, seed=5)
     out = tmp_path_factory.mktemp("fhir-w1")
-    manifest = generate_run(scenario, out, fmt="fhir")
+    manifest = generate_run(scenario, out, fmt="fhir", workers=1)  # rendered in this process, on a thread
+    assert manifest["workers"] == 1
     return scenario, out, manifest
 
 
@@ -347,6 +349,7 @@ def test_fhir_run_writes_tables_and_bundles(tmp_path):
     names = {f["name"]: f for f in manifest["files"]}
     assert {"patients.parquet", "events.parquet", "conditions.parquet", "vitals.parquet", "fhir/Bundle.ndjson"} <= set(names)
     assert names["fhir/Bundle.ndjson"]["rows"] == 700 and manifest["fhir_profile"] == "collection"
+    assert manifest["workers"] == min(2, os.cpu_count() or 1)  # fhir renders in worker processes by default
     lines = (tmp_path / "fhir" / "Bundle.ndjson").read_bytes().splitlines()
     assert len(lines) == 700 and names["fhir/Bundle.ndjson"]["bytes"] == (tmp_path / "fhir" / "Bundle.ndjson").stat().st_size
     assert_contract_holds(tmp_path)
