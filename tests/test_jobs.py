@@ -162,3 +162,52 @@ def test_zip_of_a_run_holds_every_file_unchanged(registry, tmp_path):
     mtime = path.stat().st_mtime_ns
     assert zip_run(job.out_dir, tmp_path / "exports").stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert [p.name for p in (tmp_path / "exports").iterdir()] == [path.name]  # no temp file left
+
+
+# --- with the database (core.db: the embedded SQLite file, or a PostgreSQL URL that is down) -------------------
+DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    from core import db
+    return db.get_engine(f"sqlite:///{tmp_path / 'mpg.sqlite'}")
+
+
+def test_a_run_is_registered_persisted_and_its_samples_stored(tmp_path, sqlite_engine):
+    from core import db
+    registry = JobRegistry(tmp_path / "runs", engine=lambda: sqlite_engine, sample_interval=0.1)
+    job = registry.submit(scenario(20_000, seed=8), persist=True, scenario_name="Baltic", scenario_version=2)
+    view = registry.wait(job.run_id, 300).view()
+    assert view["status"] == "completed" and view["db_note"] is None
+    row = db.get_run(sqlite_engine, job.run_id)
+    assert (row["status"], row["persisted"], row["patients"], row["scenario_name"], row["scenario_version"]) == (
+        "completed", True, 20_000, "Baltic", 2)
+    assert db.run_summary(sqlite_engine, job.run_id)["patients"] == 20_000
+    stored = db.run_metrics(sqlite_engine, job.run_id)
+    assert len(stored) == len(view["samples"]) >= 2
+    assert stored[-1]["patients_done"] == 20_000
+    assert all(s["pool_checked_out"] is not None for s in view["samples"])  # read from core.db.pool_status
+    [listed] = registry.run_history()
+    assert (listed["run_id"], listed["persisted"], listed["scenario_version"], listed["on_disk"]) == (
+        job.run_id, True, 2, True)
+    assert listed["bytes"] > 0
+    registry.delete_run(job.run_id)
+    assert db.get_run(sqlite_engine, job.run_id) is None and not job.out_dir.exists()
+    assert registry.run_history() == []
+
+
+def test_a_database_that_is_down_leaves_the_files_complete(tmp_path):
+    from core import db
+
+    def engine():
+        return db.get_engine(DOWN_URL)
+
+    registry = JobRegistry(tmp_path / "runs", engine=engine)
+    job = registry.submit(scenario(2_000), persist=True)
+    view = registry.wait(job.run_id, 120).view()
+    assert view["status"] == "completed"
+    assert "database unreachable at postgresql://postgres@127.0.0.1:1/test" in view["db_note"]
+    assert "written to files only" in view["db_note"]
+    assert (job.out_dir / "patients.parquet").is_file()
+    assert [r["run_id"] for r in registry.run_history()] == [job.run_id]  # the folders are the history

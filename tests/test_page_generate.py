@@ -227,6 +227,7 @@ def test_database_down_shows_a_banner_and_files_are_still_generated(data_dir, mo
     at = open_page()
     banner = texts(at.warning)
     assert "Database unavailable" in banner and "files only" in banner
+    assert "database unreachable at postgresql://postgres@127.0.0.1:1/test" in banner
     assert by_label(at.toggle, "Save to database").disabled
     by_label(at.number_input, "Patients").set_value(2_000)
     by_label(at.button, "Generate").click().run()
@@ -234,3 +235,24 @@ def test_database_down_shows_a_banner_and_files_are_still_generated(data_dir, mo
     assert view["status"] == "completed"
     assert (data_dir / "runs" / view["run_id"] / "patients.parquet").is_file()
     assert view["db_note"] and "database" in view["db_note"]
+
+
+def test_save_to_database_loads_the_run_and_refuses_encryption(data_dir):
+    from core import db
+    at = open_page()
+    assert not texts(at.warning)  # the embedded database answers
+    by_label(at.number_input, "Patients").set_value(2_000)
+    by_label(at.toggle, "Save to database").set_value(True)
+    by_label(at.toggle, "Encrypt (AES-256-GCM)").set_value(True).run()
+    by_label(at.text_input, "Password").input("pw")
+    by_label(at.text_input, "Repeat password").input("pw").run()
+    assert "The database stores the tables unencrypted" in texts(at.error)
+    assert by_label(at.button, "Generate").disabled
+    by_label(at.toggle, "Encrypt (AES-256-GCM)").set_value(False).run()
+    assert not at.error
+    by_label(at.button, "Generate").click().run()
+    view = wait_finished().view()
+    assert view["status"] == "completed" and view["persist"] and view["db_note"] is None
+    row = db.get_run(resources.db_engine(), view["run_id"])
+    assert row["status"] == "completed" and row["persisted"] is True
+    assert db.run_summary(resources.db_engine(), view["run_id"])["patients"] == 2_000

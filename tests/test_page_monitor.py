@@ -111,3 +111,17 @@ def test_database_down_shows_a_banner(data_dir, monkeypatch):
     assert "Database unavailable" in banner
     assert "No database connection." in [c.value for c in at.caption]
     assert {m.label: m.value for m in at.metric}["Pool in use"] == "–"
+
+
+def test_database_pool_and_query_latency_when_the_database_answers(data_dir):
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    assert not at.warning
+    resources.metrics_sampler().sample()  # the background sampler takes one a second; do not wait for it
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pool in use"].endswith("/ 10")  # default budget 5 + 5
+    assert metrics["Query p95"].endswith("ms")
+    pool = frame(at, "measure").set_index("measure")["value"]
+    assert {"checked_out", "budget", "query_ms_p95", "connects"} <= set(pool.index)
+    specs = " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
+    assert "pool in use" in specs and "query p95 ms" in specs

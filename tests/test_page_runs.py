@@ -126,3 +126,16 @@ def test_a_running_run_cannot_be_deleted(data_dir):
     assert by_label(at.checkbox, f"Yes, delete run {job.run_id} and its files").disabled
     registry.cancel()
     registry.wait(job.run_id, 30)
+
+
+def test_a_run_saved_to_the_database_shows_its_counts_and_is_deleted_from_it(data_dir):
+    from core import db
+    saved = run(2_000, seed=3, persist=True)
+    at = open_page()
+    row = table(at).iloc[0]
+    assert row["run"] == saved.run_id and bool(row["in database"]) is True
+    assert "Counts from the database" in [e.label for e in at.expander]
+    by_label(at.checkbox, f"Yes, delete run {saved.run_id} and its files").check().run()
+    by_label(at.button, "Delete run").click().run()
+    assert db.get_run(resources.db_engine(), saved.run_id) is None and not saved.out_dir.exists()
+    assert "No runs yet" in at.info[0].value
