@@ -41,6 +41,13 @@ def main() -> int:
 
     PagesManager.__init__ = init_then_navigation
 
+    # AppTest compiles every page again on each run (a new ScriptCache per run); a server compiles each page
+    # once per process. Share one cache so the timings are what a server's users see.
+    import streamlit.testing.v1.app_test as app_test_module
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    shared_cache = ScriptCache()
+    app_test_module.ScriptCache = lambda: shared_cache
+
     import resources
     from core.scenario import load_scenario
 
