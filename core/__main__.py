@@ -231,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compress", action="store_true", help="gzip every file (.gz)")
     g.add_argument("--encrypt", action="store_true",
                    help="AES-256-GCM (.enc); password from ENCRYPTION_PASSWORD or a prompt")
-    g.add_argument("--workers", type=int, default=None,
-                   help="worker processes (same data for any number; default 1, for --format fhir from 131,072 "
-                        "patients 2: the bundles are then rendered in the workers)")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (same data for any number)")
     g.add_argument("--chunk-size", type=int, default=16_384,
                    help="patients per written batch (default 16,384; the data is the same for any size)")
     g.add_argument("--force", action="store_true", help="replace a run already in --out")

@@ -84,7 +84,7 @@ def check_output_dir(out: Path, force: bool = False) -> None:
 
 
 def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compress: bool = False,
-                 password: str | None = None, chunk_size: int = BLOCK_DEFAULT, workers: int | None = None,
+                 password: str | None = None, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
                  on_progress: Callable[[Progress], None] | None = None,
                  cancel: threading.Event | None = None, run_id: str | None = None,
                  fhir_profile: str | None = None, engine=None, persist: bool = False,
@@ -99,8 +99,6 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         raise ValueError(f"format {fmt!r} is not allowed (one of {', '.join(FORMATS)})")
     if fhir_profile is not None and (fmt != "fhir" or fhir_profile not in FHIR_PROFILES):
         raise ValueError(f"--fhir-profile {fhir_profile!r} needs --format fhir and one of {', '.join(FHIR_PROFILES)}")
-    if workers is None:
-        workers = default_workers(fmt, scenario.patients)
     generator.check_options(chunk_size, workers)  # before anything is written
     if persist and engine is None:
         raise ValueError("saving a run to the database needs a database engine (core.db.get_engine())")
@@ -164,15 +162,6 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         _finish(out, manifest, started, t0, done, status, error, [], dbrun)
         raise
     return _finish(out, manifest, started, t0, done, status, error, files, dbrun)
-
-
-def default_workers(fmt: str, patients: int) -> int:
-    """Worker processes when none are asked for: 2 for a fhir run of 8 blocks or more, whose bundles are then
-    rendered in the workers (1,000,000 patients: 22k vs 18k bundles/s on 2 cores); otherwise 1 (a few blocks
-    cannot keep two workers busy, and starting them costs more than they save: 50,000 patients 12k vs 17k/s)."""
-    if fmt == "fhir" and patients >= 8 * generator.BLOCK:
-        return min(2, os.cpu_count() or 1)
-    return 1
 
 
 def _block_transform(sink, workers: int):

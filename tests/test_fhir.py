@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from core import generator, reference
 from core.fhir import BundleBuilder
 from core.fhir import codes
 from core.fhir.rules import bundle_problems
-from core.run import default_workers, generate_run
+from core.run import generate_run
 from core.scenario import load_scenario, preset
 from core.schema import Batch
 from core.sinks import create_sink, decrypt_file
@@ -349,20 +348,13 @@ def test_fhir_run_writes_tables_and_bundles(tmp_path):
     names = {f["name"]: f for f in manifest["files"]}
     assert {"patients.parquet", "events.parquet", "conditions.parquet", "vitals.parquet", "fhir/Bundle.ndjson"} <= set(names)
     assert names["fhir/Bundle.ndjson"]["rows"] == 700 and manifest["fhir_profile"] == "collection"
-    assert manifest["workers"] == 1  # a small run: rendered in this process
-
+    assert manifest["workers"] == 1  # rendered in this process, on threads
     lines = (tmp_path / "fhir" / "Bundle.ndjson").read_bytes().splitlines()
     assert len(lines) == 700 and names["fhir/Bundle.ndjson"]["bytes"] == (tmp_path / "fhir" / "Bundle.ndjson").stat().st_size
     assert_contract_holds(tmp_path)
     patients = pl.read_parquet(tmp_path / "patients.parquet")
     firsts = [resources(json.loads(line), "Patient")[0]["identifier"][0]["value"] for line in lines]
     assert firsts == patients["service_number"].to_list()
-
-
-def test_large_fhir_runs_default_to_worker_rendering():
-    assert default_workers("fhir", 8 * generator.BLOCK) == min(2, os.cpu_count() or 1)
-    assert default_workers("fhir", 8 * generator.BLOCK - 1) == 1
-    assert default_workers("parquet", 10**6) == default_workers("csv", 10**6) == 1
 
 
 def test_fhir_bundle_file_gzip_and_encryption(tmp_path, batch):

@@ -4,13 +4,14 @@ The bundles come from ``core.fhir.BundleBuilder`` (polars string expressions ove
 pieces of ``PIECE_PATIENTS`` patients and streamed to the file as polars writes them, so memory stays flat for any
 run size. Two ways to get there, with the same bytes:
 
-- with generator workers (``block_transform()``, the default of a fhir run): each worker process renders the
+- with generator workers (``--workers`` 2 or more; ``block_transform()``): each worker process renders the
   blocks it generates into a hidden spill file next to the bundle file (``.Bundle.ndjson.block-<run>-<first id>``)
   and the sink copies the spill files in block order through the layers, deleting each once copied. Rendering
   then runs on every core; the sink only reads, hashes, (compresses, encrypts) and writes. At most 2 x workers
   blocks are in flight, so spill files take up to ~330 MB each of extra disk (mostly page cache: each is read
   back within seconds and deleted). Failed or cancelled runs remove them with their other files.
-- without (``write(batch)``, ``--workers 1``): the sink renders the batch itself, pieces on a thread.
+- without (``write(batch)``, ``--workers 1``, the default and on 2 cores the faster and leaner way): the sink
+  renders the batch itself, ``BundleEncoder.WINDOW`` pieces at a time on threads.
 
 gzip (``.gz``) and AES-256-GCM (``.enc``) apply to the bundle file like to every other file; the manifest lists
 it as ``fhir/Bundle.ndjson[.gz][.enc]``.
@@ -54,11 +55,11 @@ def piece_batches(batch: Batch, size: int):
 class BundleEncoder:
     """Renders the pieces of a batch on ``WINDOW`` threads while this thread writes the finished ones in order:
     polars writes each piece's rows straight into the layers below in ~10 MB buffers, so only the pieces in the
-    window and the one being written are held, never a batch's text. One render thread is the best trade on 2
-    cores: the engine, the Parquet lanes and hashing keep the other core busy (2 threads: ~same speed, +150 MB,
-    +10 % CPU; benchmarks/bench_fhir.py)."""
+    window and the one being written are held, never a batch's text. A render is mostly one-threaded polars work;
+    two at a time keep both cores busy (300,000 patients, load ~4: 21-22k bundles/s and ~700 MB peak RSS; one at
+    a time: 15-20k/s and ~540 MB; 2,048-patient pieces: 19-21k/s, ~570 MB, +10 % CPU)."""
 
-    WINDOW = 1
+    WINDOW = 2
 
     def __init__(self, stream, builder: BundleBuilder):
         self._stream, self._builder = stream, builder
