@@ -5,12 +5,12 @@
 
 Each case runs ``python -m core generate`` in a fresh process into a temporary folder and prints: seconds,
 bundles/s, the manifest's peak RSS (the largest single process: the run's own or its largest worker's), the peak
-of the whole process tree's RSS summed (sampled every 0.1 s: the run plus its worker processes, what the
-machine really has to hold), the CPU seconds of the whole process tree (user +
-system; steadier than the wall time on a busy machine), the size of fhir/Bundle.ndjson and the 1-minute load average before and after (the
-machine is shared: a load above ~0.5 means other jobs took part of the 2 cores). ``--workers`` defaults to the
-CLI's default for fhir (2). The bundle file of 1,000,000 patients is ~18 GB: pass --dir on a disk with room (it
-is deleted unless --keep).
+of the whole process tree's RSS summed (sampled every 0.1 s: the run plus its worker processes, what the machine
+really has to hold), the CPU seconds of the whole tree (user + system; steadier than the wall time on a busy
+machine), the size of fhir/Bundle.ndjson and the 1-minute load average before and after (the machine is shared:
+a load above ~0.5 means other jobs took part of the 2 cores). ``--workers`` defaults to the CLI's default (1);
+2 or more renders the bundles in the worker processes. The bundle file of 1,000,000 patients is ~20 GB: pass
+--dir on a disk with room (it is deleted unless --keep).
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--patients", default="50000,1000000", help="comma-separated run sizes")
     p.add_argument("--profile", default="collection", choices=("collection", "ips"))
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the CLI's, 2 for fhir)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the CLI's, 1)")
     p.add_argument("--dir", default=None, help="folder for the runs (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated runs")
     args = p.parse_args(argv)
