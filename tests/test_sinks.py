@@ -338,3 +338,32 @@ def test_write_behind_keeps_the_bytes_and_hash_exact(tmp_path, monkeypatch):
     assert data == b"".join(chunks)
     assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert len(calls) >= 5 and all(off + n <= len(data) for off, n in calls)
+
+
+def test_parquet_writes_while_other_threads_read_the_same_frames(tmp_path):
+    """The database loader and the calibration read a batch while the Parquet lanes convert it to Arrow; with
+    polars 2.1 a plain to_arrow beside a concurrent .schema read of the same frame could deadlock."""
+    import threading
+    batches = BATCHES * 30
+    stop, result = threading.Event(), {}
+
+    def read_all():
+        while not stop.is_set():
+            for b in batches:
+                for frame in b.tables().values():
+                    frame.schema, frame.height
+
+    def write():
+        result["files"] = write_run(tmp_path, "parquet", batches=batches)
+
+    threads = [threading.Thread(target=read_all, daemon=True) for _ in range(2)]
+    writer = threading.Thread(target=write, daemon=True)  # daemon: a deadlock fails the test, not the whole run
+    for t in (*threads, writer):
+        t.start()
+    writer.join(60)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not writer.is_alive() and not any(t.is_alive() for t in threads), "deadlock: a thread never finished"
+    files = result["files"]
+    assert sum(f["rows"] for f in files if f["table"] == "patients") == sum(b.patients.height for b in batches)

@@ -50,7 +50,9 @@ class ParquetEncoder:
 
     def write(self, frame: pl.DataFrame) -> int:
         if frame.height:
-            self._writer.write_table(frame.to_arrow(compat_level=ARROW), row_group_size=frame.height)
+            # to_arrow on a clone: polars 2.1 holds the frame's lock across a GIL release in to_arrow, so the same
+            # frame read at once by another thread (the database loader, the calibration) could deadlock
+            self._writer.write_table(frame.clone().to_arrow(compat_level=ARROW), row_group_size=frame.height)
         return frame.height
 
     def finish(self) -> None:
