@@ -8,12 +8,12 @@ import resources
 st.set_page_config(page_title="Medical Patients Generator", page_icon="🩺", layout="wide")
 resources.warm_caches()  # once per process: lookups, run list, database link, metrics sampler
 pg = st.navigation([
-    st.Page("pages/scenario.py", title="Scenario", icon="🗺️", default=True),
-    st.Page("pages/generate.py", title="Generate", icon=":material/play_circle:"),
-    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
-    st.Page("pages/explore.py", title="Explore", icon=":material/insights:"),
-    st.Page("pages/replay.py", title="Replay", icon=":material/slow_motion_video:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("views/scenario.py", title="Scenario", icon="🗺️", default=True),
+    st.Page("views/generate.py", title="Generate", icon=":material/play_circle:"),
+    st.Page("views/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("views/explore.py", title="Explore", icon=":material/insights:"),
+    st.Page("views/replay.py", title="Replay", icon=":material/slow_motion_video:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ])
 started = time.perf_counter()
 try:

@@ -38,18 +38,7 @@ def main() -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
 
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
-
-    # AppTest resets the "pages/ folder" flag before each run and would then run a page file without app.py
-    # (no timer); a server clears it for good on the first st.navigation call: do the same.
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *a, **kw):
-        init(self, *a, **kw)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init_then_navigation
 
     # AppTest compiles every page again on each run (a new ScriptCache per run); a server compiles each page
     # once per process. Share one cache so the timings are what a server's users see.
@@ -83,13 +72,13 @@ def main() -> int:
 
         print(f"\nwarm caches, no generation running ({args.runs} script runs each)")
         print(f"{'page / view':<22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-        at.switch_page("pages/scenario.py").run()
+        at.switch_page("views/scenario.py").run()
         timed("Scenario", at.run)
-        at.switch_page("pages/explore.py").run()
+        at.switch_page("views/explore.py").run()
         for view in EXPLORE_VIEWS:
             at.radio(key="ex_view").set_value(view).run()
             timed(f"Explore: {view}", at.run)
-        at.switch_page("pages/replay.py").run()
+        at.switch_page("views/replay.py").run()
         timed("Replay", at.run)
         snap = resources.cache_stats().snapshot()
         calls = sum(v["calls"] for v in snap.values())
@@ -97,7 +86,7 @@ def main() -> int:
         print(f"cache hit rate over the session so far: {hits / calls:.1%} ({hits:,} hits of {calls:,} calls)")
 
         # preview regeneration: every new seed is a cache miss (a new sample of 3,000 patients is drawn)
-        at.switch_page("pages/scenario.py").run()
+        at.switch_page("views/scenario.py").run()
         timings.clear()
         for seed in range(1000, 1000 + args.runs):
             at.number_input(key="sc_seed").set_value(seed).run()
@@ -135,9 +124,9 @@ def main() -> int:
                 fn()
                 print(f"  {label:<22} {time.perf_counter() - t:>6.2f} s")
             resources.find_runs.clear()  # the list is cached for 15 s: show the new run at once
-            at.switch_page("pages/scenario.py").run()
+            at.switch_page("views/scenario.py").run()
             t = time.perf_counter()
-            at.switch_page("pages/explore.py").run()  # the newest run, the big one, is selected
+            at.switch_page("views/explore.py").run()  # the newest run, the big one, is selected
             assert not at.exception, at.exception
             shown = {m.label: m.value for m in at.metric}.get("Patients")
             assert shown == f"{args.big:,}", shown

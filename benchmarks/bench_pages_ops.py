@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("pages/generate.py", "pages/monitor.py", "pages/runs.py")
+PAGES = ("views/generate.py", "views/monitor.py", "views/runs.py")
 
 
 def main() -> int:
@@ -28,18 +28,7 @@ def main() -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
 
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
-
-    # AppTest resets the "pages/ folder" flag before each run and would then run a page file without app.py
-    # (no timer); a server clears it for good on the first st.navigation call: do the same.
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *a, **kw):
-        init(self, *a, **kw)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init_then_navigation
 
     # AppTest compiles every page again on each run (a new ScriptCache per run); a server compiles each page
     # once per process. Share one cache so the timings are what a server's users see.

@@ -111,6 +111,16 @@ def no_exception(pg, where: str) -> None:
     assert not pg.errors, f"{where}: browser errors {pg.errors}"
 
 
+def test_a_bookmarked_page_on_a_fresh_server_runs_through_app_py(dashboard, page):
+    """The first request of a new server opens a page by its address: it must get the app's navigation and
+    set-up (a folder Streamlit auto-discovers would serve the page file alone, with file names as navigation)."""
+    url, _ = dashboard
+    open_page(page, url, "Runs")
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert all(title in nav for title in PAGES), nav
+    assert "app" not in nav.split()
+
+
 def test_every_page_renders_without_errors(dashboard, page):
     url, _ = dashboard
     for title in PAGES:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -14,21 +13,8 @@ from core.run import generate_run
 from core.scenario import load_scenario
 
 APP = str(Path(__file__).parents[1] / "app.py")
-PAGE = "pages/explore.py"
+PAGE = "views/explore.py"
 N = 3_000
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """A server clears the "pages/ folder" flag on the first st.navigation call; AppTest resets it before each
-    run and would run the page without app.py: do as the server does."""
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -16,7 +15,7 @@ from core.jobs import new_run_id
 from core.scenario import MAX_PATIENTS, load_scenario
 
 APP = str(Path(__file__).parents[1] / "app.py")
-PAGE = "pages/generate.py"
+PAGE = "views/generate.py"
 DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
 
 
@@ -29,20 +28,6 @@ def reset_dashboard() -> None:
     for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
                    resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
         cached.clear()
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """AppTest resets Streamlit's "pages/ folder" flag before every run, so with a pages/ folder it runs a
-    switched-to page file on its own, skipping app.py. A server clears that flag for good on the first
-    st.navigation call; do the same so every test run goes through app.py (navigation, warm-up, timer)."""
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -22,20 +21,6 @@ def reset_dashboard() -> None:
     for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
                    resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
         cached.clear()
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """AppTest resets Streamlit's "pages/ folder" flag before every run, so with a pages/ folder it runs a
-    switched-to page file on its own, skipping app.py. A server clears that flag for good on the first
-    st.navigation call; do the same so every test run goes through app.py (navigation, warm-up, timer)."""
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
 
 
 @pytest.fixture
@@ -63,9 +48,9 @@ def frame(at: AppTest, first_column: str):
 def test_process_metrics_and_page_timings_of_the_pages_visited(data_dir):
     at = AppTest.from_file(APP, default_timeout=120).run()
     for _ in range(3):
-        visit(at, "pages/generate.py")
-        visit(at, "pages/runs.py")
-    visit(at, "pages/monitor.py")
+        visit(at, "views/generate.py")
+        visit(at, "views/runs.py")
+    visit(at, "views/monitor.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Memory (RSS)"].endswith("MB") and int(metrics["Memory (RSS)"].split()[0].replace(",", "")) > 50
     assert int(metrics["Threads"]) >= 2
@@ -78,7 +63,7 @@ def test_process_metrics_and_page_timings_of_the_pages_visited(data_dir):
 def test_cached_lookups_reach_a_90_percent_hit_rate_in_steady_state(data_dir):
     at = AppTest.from_file(APP, default_timeout=120).run()
     for _ in range(5):
-        for page in ("pages/generate.py", "pages/runs.py", "pages/monitor.py"):
+        for page in ("views/generate.py", "views/runs.py", "views/monitor.py"):
             visit(at, page)
     caches = frame(at, "function").set_index("function")
     assert {"preset_choices", "default_scenario", "run_history"} <= set(caches.index)
@@ -88,7 +73,7 @@ def test_cached_lookups_reach_a_90_percent_hit_rate_in_steady_state(data_dir):
 
 
 def test_run_throughput_chart_after_runs(data_dir):
-    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "views/monitor.py")
     assert "No completed run yet." in [c.value for c in at.caption]
     registry = resources.job_registry()
     for seed in (1, 2):
@@ -106,7 +91,7 @@ def test_run_throughput_chart_after_runs(data_dir):
 def test_database_down_shows_a_banner(data_dir, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", DOWN_URL)
     reset_dashboard()
-    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "views/monitor.py")
     banner = " ".join(w.value for w in at.warning)
     assert "Database unavailable" in banner
     assert "No database connection." in [c.value for c in at.caption]
@@ -114,7 +99,7 @@ def test_database_down_shows_a_banner(data_dir, monkeypatch):
 
 
 def test_database_pool_and_query_latency_when_the_database_answers(data_dir):
-    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "pages/monitor.py")
+    at = visit(AppTest.from_file(APP, default_timeout=120).run(), "views/monitor.py")
     assert not at.warning
     resources.metrics_sampler().sample()  # the background sampler takes one a second; do not wait for it
     at.run()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -16,18 +15,6 @@ from core.scenario import load_scenario
 APP = str(Path(__file__).parents[1] / "app.py")
 N = 2_000
 RUN = "20260101T000000Z-bbbbbbbb"
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run every page through app.py, as a server does (AppTest would otherwise run the page file alone)."""
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def data_dir(run_dir, monkeypatch):
 
 def open_replay() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/replay.py").run()
+    at.switch_page("views/replay.py").run()
     assert not at.exception, at.exception
     return at
 

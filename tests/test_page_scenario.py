@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import resources
@@ -104,18 +103,6 @@ def test_environment_and_triage_override_rows():
 
 # --- the page ---------------------------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run every page through app.py, as a server does (AppTest would otherwise run a switched-to page alone)."""
-    init = PagesManager.__init__
-
-    def init_then_navigation(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation)
-
-
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
@@ -174,7 +161,7 @@ def test_an_impossible_scenario_is_explained_and_blocks_generate(data_dir):
     assert at.session_state["scenario_error"].startswith("category_mix: every share is 0 %")
     assert any("cannot be previewed or generated" in e for e in errors)
     assert not at.get("plotly_chart")
-    at.switch_page("pages/generate.py").run()
+    at.switch_page("views/generate.py").run()
     assert any("The scenario is not valid, so it cannot be generated" in e.value for e in at.error)
     start = next(b for b in at.button if "Generate" in b.label or "Start" in b.label)
     assert start.disabled
@@ -194,8 +181,8 @@ def test_edits_survive_a_visit_to_another_page(data_dir):
     at = open_scenario()
     at.number_input(key="sc_days").set_value(3).run()
     at.slider(key="sc_wt_drone").set_value(2.5).run()
-    at.switch_page("pages/explore.py").run()
-    at.switch_page("pages/scenario.py").run()
+    at.switch_page("views/explore.py").run()
+    at.switch_page("views/scenario.py").run()
     assert not at.exception
     assert at.number_input(key="sc_days").value == 3
     assert at.slider(key="sc_wt_drone").value == 2.5
@@ -258,9 +245,9 @@ def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
     assert at.number_input(key="sc_days").value == 8
     assert at.session_state["scenario_version"] == 1
 
-    at.switch_page("pages/generate.py").run()
+    at.switch_page("views/generate.py").run()
     assert any("saved as 'Baltic test' v1" in c.value for c in at.caption)
-    at.switch_page("pages/scenario.py").run()
+    at.switch_page("views/scenario.py").run()
 
     at.text_input(key="sc_dup_name").set_value("Copy A")
     at.button(key="sc_dup").click().run()
