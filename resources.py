@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from pathlib import Path
 
 import polars as pl
 import streamlit as st
@@ -238,11 +239,13 @@ def runs() -> list[dict]:
 
 
 @counted_cache_data(max_entries=256)
-def run_summary(run_id: str) -> dict:
-    """A finished run's manifest (without the full scenario) and, for persisted runs, the database summary."""
+def run_summary(run_id: str, out_dir: str | None = None) -> dict:
+    """A finished run's manifest (without the full scenario) and, for persisted runs, the database summary.
+
+    ``out_dir`` is the run's folder when it is not named after the run (a CLI run copied into the runs folder)."""
     from core.jobs import _db, _read_manifest
     registry = job_registry()
-    manifest = _read_manifest(registry.runs_root / run_id) or {}
+    manifest = _read_manifest(Path(out_dir) if out_dir else registry.runs_root / run_id) or {}
     summary = {"manifest": {k: v for k, v in manifest.items() if k != "scenario"}, "counts": None}
     engine, db = db_engine(), _db()
     if engine is not None and db is not None:
@@ -422,5 +425,5 @@ def warm_caches() -> bool:
     metrics_sampler()
     for run in runs()[:20]:
         if run.get("status") in ("completed", "cancelled", "failed") and run.get("on_disk"):
-            run_summary(run["run_id"])
+            run_summary(run["run_id"], run.get("out_dir"))
     return True

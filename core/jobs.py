@@ -353,8 +353,11 @@ class JobRegistry:
                 pass
         return sorted(runs.values(), key=_newest_first, reverse=True)[:limit]
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run's folder and its database rows; a running job is cancelled first, never half-deleted."""
+    def delete_run(self, run_id: str, out_dir: str | Path | None = None) -> None:
+        """Delete a run's folder and its database rows; a running job is cancelled first, never half-deleted.
+
+        ``out_dir``: the run's folder when it is not named after the run; only a folder directly under the runs
+        folder is ever removed."""
         job = self.get(run_id)
         if job is not None and job.active:
             raise JobBusy(f"run {run_id} is still {job.status}; cancel it first")
@@ -365,6 +368,8 @@ class JobRegistry:
             registered = True
         # only a run folder directly under runs_root is ever removed here
         folder = self.runs_root / run_id if RUN_ID.match(run_id) else None
+        if out_dir is not None and Path(out_dir).resolve().parent == self.runs_root.resolve():
+            folder = Path(out_dir)
         if folder is not None and folder.is_dir():
             shutil.rmtree(folder)
         elif not registered:

@@ -143,6 +143,21 @@ def test_delete_run_removes_the_folder_and_refuses_a_running_one(registry):
         registry.delete_run("../../etc")
 
 
+def test_a_cli_run_copied_into_the_runs_folder_is_listed_and_deleted_by_its_folder(registry, tmp_path):
+    from core.run import generate_run
+    folder = registry.runs_root / "exercise-demo"  # not named after its run id
+    manifest = generate_run(scenario(1_000), folder)
+    [row] = registry.run_history()
+    assert row["run_id"] == manifest["run_id"] and row["out_dir"] == str(folder) and row["patients"] == 1_000
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(ValueError, match="no run"):  # a folder outside the runs folder is never removed
+        registry.delete_run(manifest["run_id"], outside)
+    assert outside.exists() and folder.exists()
+    registry.delete_run(manifest["run_id"], row["out_dir"])
+    assert not folder.exists() and registry.run_history() == []
+
+
 def test_folder_without_manifest_is_listed_as_interrupted(registry):
     (registry.runs_root / new_run_id()).mkdir()
     [row] = registry.run_history()

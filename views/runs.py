@@ -8,10 +8,10 @@ from core.exports import download_limit_bytes, human_bytes, remove_zip, zip_run
 from core.jobs import JobBusy
 
 
-def delete_run(run_id: str) -> None:
+def delete_run(run_id: str, out_dir: str | None) -> None:
     """Button callback: remove the run's folder, database rows and ZIP, then refresh the cached lists."""
     try:
-        resources.job_registry().delete_run(run_id)
+        resources.job_registry().delete_run(run_id, out_dir)
         remove_zip(run_id, resources.exports_dir())
         resources.run_summary.clear()
         st.session_state["runs_message"] = ("success", f"Run {run_id} deleted (files and database rows).")
@@ -54,7 +54,7 @@ run = by_id[run_id]
 finished = run["status"] in ("completed", "cancelled", "failed")
 
 if finished and run.get("on_disk"):
-    summary = resources.run_summary(run_id)
+    summary = resources.run_summary(run_id, run.get("out_dir"))
     m = summary["manifest"]
     cols = st.columns(4)
     cols[0].metric("Patients", f"{(m.get('patients') or 0):,}")
@@ -78,5 +78,5 @@ elif not finished:
 
 confirm = st.checkbox(f"Yes, delete run {run_id} and its files", key="runs_confirm",
                       disabled=run["status"] in ("queued", "running"))
-st.button("Delete run", icon=":material/delete:", disabled=not confirm, on_click=delete_run, args=(run_id,),
+st.button("Delete run", icon=":material/delete:", disabled=not confirm, on_click=delete_run, args=(run_id, run.get("out_dir")),
           help="Removes the run folder, its ZIP and its database rows. A running run must be cancelled first.")
