@@ -82,3 +82,27 @@ def parquet_run(tmp_path_factory, scenario_3k):
     out = tmp_path_factory.mktemp("run_parquet") / "run"
     manifest = generate_run(scenario_3k, out, fmt="parquet")
     return out, manifest
+
+
+# --- dashboard pages (AppTest) ----------------------------------------------------------------------------------
+
+def reset_dashboard() -> None:
+    """Stop any job of an earlier test and drop the process-wide Streamlit caches (engine, registry, sampler)."""
+    import resources
+    registry = resources.job_registry()
+    registry.cancel()
+    for job in registry.jobs():
+        job.done_event.wait(60)
+    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
+                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
+        cached.clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """An empty data folder and the embedded SQLite database for one page test, with fresh caches."""
+    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_dashboard()
+    yield tmp_path
+    reset_dashboard()

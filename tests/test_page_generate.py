@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import resources
+from conftest import reset_dashboard
 from core.exports import estimated_bytes
 from core.jobs import new_run_id
 from core.scenario import MAX_PATIENTS, load_scenario
@@ -18,25 +19,6 @@ APP = str(Path(__file__).parents[1] / "app.py")
 PAGE = "views/generate.py"
 DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
 
-
-def reset_dashboard() -> None:
-    """Stop any job of an earlier test and drop every Streamlit cache (engine, registry, sampler)."""
-    registry = resources.job_registry()
-    registry.cancel()
-    for job in registry.jobs():
-        job.done_event.wait(60)
-    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
-                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
-        cached.clear()
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    reset_dashboard()
-    yield tmp_path
-    reset_dashboard()
 
 
 def open_page(session: dict | None = None) -> AppTest:

@@ -7,29 +7,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import resources
+from conftest import reset_dashboard
 from core.scenario import load_scenario
 
 APP = str(Path(__file__).parents[1] / "app.py")
 DOWN_URL = "postgresql+psycopg2://postgres@127.0.0.1:1/test"
 
-
-def reset_dashboard() -> None:
-    registry = resources.job_registry()
-    registry.cancel()
-    for job in registry.jobs():
-        job.done_event.wait(60)
-    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
-                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
-        cached.clear()
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    reset_dashboard()
-    yield tmp_path
-    reset_dashboard()
 
 
 def visit(at: AppTest, page: str) -> AppTest:

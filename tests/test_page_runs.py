@@ -13,24 +13,6 @@ APP = str(Path(__file__).parents[1] / "app.py")
 PAGE = "views/runs.py"
 
 
-def reset_dashboard() -> None:
-    registry = resources.job_registry()
-    registry.cancel()
-    for job in registry.jobs():
-        job.done_event.wait(60)
-    for cached in (resources.job_registry, resources.database, resources.metrics_sampler, resources.page_timings,
-                   resources.warm_caches, resources.cache_stats, resources.run_history, resources.run_summary):
-        cached.clear()
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    reset_dashboard()
-    yield tmp_path
-    reset_dashboard()
-
 
 def open_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()  # app.py first, as a browser does
