@@ -40,8 +40,8 @@ def cache_stats() -> CacheStats:
     return CacheStats()
 
 
-def counted_cache_data(**cache_kwargs):
-    """``st.cache_data`` that also counts hits and misses in ``cache_stats()`` under the function's name."""
+def _counted(cache, cache_kwargs):
+    """``cache`` (st.cache_data or st.cache_resource) that also counts calls and misses per function name."""
     def wrap(fn):
         name = fn.__name__
 
@@ -50,7 +50,7 @@ def counted_cache_data(**cache_kwargs):
             cache_stats().miss(name)  # runs only when the cache has no entry
             return fn(*args, **kwargs)
 
-        cached = st.cache_data(show_spinner=False, **cache_kwargs)(body)
+        cached = cache(show_spinner=False, **cache_kwargs)(body)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
@@ -60,29 +60,17 @@ def counted_cache_data(**cache_kwargs):
         call.clear = cached.clear
         return call
     return wrap
+
+
+def counted_cache_data(**cache_kwargs):
+    """``st.cache_data`` that also counts hits and misses in ``cache_stats()`` under the function's name."""
+    return _counted(st.cache_data, cache_kwargs)
 
 
 def counted_cache_resource(**cache_kwargs):
     """``st.cache_resource`` counted like ``counted_cache_data``: for large read-only objects (plotly figures
     with hundreds of animation frames) that would cost more to unpickle on every hit than to share."""
-    def wrap(fn):
-        name = fn.__name__
-
-        @functools.wraps(fn)
-        def body(*args, **kwargs):
-            cache_stats().miss(name)
-            return fn(*args, **kwargs)
-
-        cached = st.cache_resource(show_spinner=False, **cache_kwargs)(body)
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            cache_stats().call(name)
-            return cached(*args, **kwargs)
-
-        call.clear = cached.clear
-        return call
-    return wrap
+    return _counted(st.cache_resource, cache_kwargs)
 
 
 @counted_cache_data()
