@@ -455,6 +455,14 @@ RUN_TABLES: dict[str, sa.Table] = {
                    *(sa.Column(col, _sql_type(dt)) for col, dt in cols.items()))
     for name, cols in schema.TABLES.items()
 }
+# how they are stored (migration 0002): ``vitals`` is a view over ``vital_sets``, one row per measurement set
+# (the 7 values of a set in columns, in schema.VITAL_CODES order), which reads exactly like the contract's table
+VITAL_SET_COLUMNS = ("heart_rate", "resp_rate", "bp_sys", "bp_dias", "spo2", "temperature", "gcs")
+VITAL_SETS = sa.Table("vital_sets", META, sa.Column("run_key", sa.Integer, nullable=False),
+                      sa.Column("patient_id", sa.BigInteger), sa.Column("time", sa.DateTime(timezone=True)),
+                      sa.Column("facility", sa.Text), *(sa.Column(c, sa.Float) for c in VITAL_SET_COLUMNS))
+STORED_TABLES: dict[str, sa.Table] = {"patients": RUN_TABLES["patients"], "events": RUN_TABLES["events"],
+                                      "conditions": RUN_TABLES["conditions"], "vital_sets": VITAL_SETS}
 
 
 # --- values in and out --------------------------------------------------------------------------------------------

@@ -109,7 +109,9 @@ def test_migrations_from_empty(backend, tmp_path):
         assert db.migrate(engine) == db.head_revision()
         assert db.migrate(engine) == db.head_revision()  # running it again changes nothing
         insp = sa.inspect(engine)
-        assert {"scenarios", "runs", "metrics", *schema.TABLES} <= set(insp.get_table_names())
+        # vitals is a view over vital_sets (one row per measurement set) that reads as the contract's table
+        assert {"scenarios", "runs", "metrics", "vital_sets", *schema.TABLES} <= {*insp.get_table_names(),
+                                                                                 *insp.get_view_names()}
         for table, cols in schema.TABLES.items():  # the database holds every contract column
             assert [c["name"] for c in insp.get_columns(table)] == ["run_key", *cols]
         assert db.status(engine)["revision"] == db.head_revision()
@@ -253,11 +255,75 @@ def test_patient_lookup_uses_the_runs_partition_index(persisted):
     if db.dialect(engine) != "postgresql":
         pytest.skip("partitions exist on PostgreSQL only")
     key = _run_key(engine, manifest["run_id"])
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET enable_seqscan = off")  # tiny test tables: ask whether an index exists at all
-        plan = "\n".join(conn.exec_driver_sql(
-            f"EXPLAIN SELECT * FROM vitals WHERE run_key = {key} AND patient_id = 17").scalars())
-    assert f"vitals_r{key}" in plan and "Index" in plan and "Seq Scan" not in plan, plan
+    stored = {"patients": "patients", "events": "events", "conditions": "conditions", "vitals": "vital_sets"}
+    for table in schema.TABLES:  # the vitals view reaches the run's partition of vital_sets
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # tiny test tables: ask whether an index exists
+            plan = "\n".join(conn.exec_driver_sql(
+                f"EXPLAIN SELECT * FROM {table} WHERE run_key = {key} AND patient_id = 17").scalars())
+        assert f"{stored[table]}_r{key}" in plan and "Index" in plan and "Seq Scan" not in plan, plan
+
+
+def test_migration_0002_keeps_the_vitals_of_saved_runs(backend, tmp_path):
+    """A database at 0001 with a saved run's long vitals rows: 0002 turns them into sets that read back as the
+    same rows through the vitals view, and the downgrade gives the long table back."""
+    from alembic import command
+    if backend[0] == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    else:
+        name = f"mpg_mig_{uuid.uuid4().hex[:8]}"
+        with _pg_admin().begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        url = _schema_url(name)
+    engine = db.create_engine(url)
+    batch = next(iter(__import__("core.generator", fromlist=["stream"]).stream(
+        load_scenario("default").with_overrides(patients=300, seed=3), chunk_size=300)))
+    long = batch.vitals.with_columns(pl.col(c).cast(pl.String) for c in ("facility", "code", "name", "unit"))
+
+    def read_vitals(conn):
+        t = db.RUN_TABLES["vitals"]
+        return pl.DataFrame([{**r._mapping, "time": db._aware(r.time)} for r in conn.execute(
+            sa.select(*(c for c in t.c if c.name != "run_key")).where(t.c.run_key == 1))])
+
+    def same(frame):
+        frame = frame.with_columns(pl.col("time").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        return frame.sort(long.columns).equals(long.sort(long.columns))
+    try:
+        with engine.connect() as conn:
+            command.upgrade(db._alembic_config(conn), "0001")
+            if backend[0] == "postgresql":
+                conn.exec_driver_sql("CREATE TABLE vitals_r1 PARTITION OF vitals FOR VALUES IN (1)")
+            conn.execute(db.RUN_TABLES["vitals"].insert(), [{"run_key": 1, **r} for r in long.to_dicts()])
+            conn.commit()
+            command.upgrade(db._alembic_config(conn), "head")
+            conn.commit()
+            assert conn.execute(sa.text("SELECT count(*) FROM vital_sets")).scalar() == long.height // 7
+            assert same(read_vitals(conn))
+            command.downgrade(db._alembic_config(conn), "0001")
+            conn.commit()
+            assert "vital_sets" not in sa.inspect(conn).get_table_names()
+            assert same(read_vitals(conn))
+    finally:
+        engine.dispose()
+        if backend[0] == "postgresql":
+            with _pg_admin().begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def test_vitals_that_are_not_whole_sets_are_refused_not_stored_wrong():
+    from core import generator
+    from core.sinks.database import vital_sets
+    batch = next(iter(generator.stream(load_scenario("default").with_overrides(patients=200, seed=3),
+                                       chunk_size=200)))
+    sets = vital_sets(batch.vitals)
+    assert sets.height * 7 == batch.vitals.height
+    assert sets["heart_rate"].to_list() == batch.vitals.filter(pl.col("code") == "8867-4")["value"].to_list()
+    assert sets["gcs"].to_list() == batch.vitals.filter(pl.col("code") == "9269-2")["value"].to_list()
+    for broken in (batch.vitals.slice(1), batch.vitals.reverse(),
+                   batch.vitals.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None)
+                                             .otherwise(pl.col("value")).alias("value"))):
+        with pytest.raises(ValueError, match="not whole measurement sets"):
+            vital_sets(broken)
 
 
 def _first_batches_then(event: threading.Event, after: int):

@@ -1,11 +1,15 @@
 """A run in the database: registered when it starts, its four tables streamed in while it is generated, and
 made visible all at once when it completes (or dropped when it is cancelled or fails).
 
-PostgreSQL: each table of the run is COPYed (CSV written by polars straight into a buffer) into its own staging
-table ``<table>_r<run_key>`` that already carries the partition's CHECK constraint; two writer threads on two
-pooled connections (vitals, which is two thirds of the rows, on one; the other three tables on the other) overlap
-with generation. On completion each writer indexes its tables and one transaction ATTACHes the four partitions
-and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the tables.
+Vital signs are stored one row per measurement set (table ``vital_sets``, read through the view ``vitals``;
+migration 0002): ~13 rows per patient instead of ~29.
+
+PostgreSQL: each stored table of the run is COPYed (CSV written by polars straight into a buffer; FREEZE, the
+table being emptied in the writer's transaction) into its own staging table ``<table>_r<run_key>`` that already
+carries the partition's CHECK constraint; two writer threads on two pooled connections (events on one; patients,
+conditions and vital sets on the other: about equal COPY work) overlap with generation. On completion each writer
+indexes and analyzes its tables and one transaction ATTACHes the four partitions and marks the run completed:
+readers see the whole run or nothing. Cancel, failure or delete drops the tables.
 
 SQLite: one writer thread, ``executemany`` of whole batches, one transaction per batch (a single transaction per
 run would lock every other writer, such as a scenario save, out for the whole run); the rows are reachable
@@ -16,8 +20,10 @@ from __future__ import annotations
 import io
 import queue
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
@@ -91,7 +97,28 @@ def _qi(name: str) -> str:
 
 
 def _columns(table: str) -> list[str]:
-    return [c.name for c in db.RUN_TABLES[table].c if c.name != "run_key"]
+    return [c.name for c in db.STORED_TABLES[table].c if c.name != "run_key"]
+
+
+def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
+    """The long vitals rows of a batch as measurement sets (migration 0002): patient_id, time, facility and the
+    7 values in columns. The generator writes each set as 7 consecutive rows in schema.VITAL_CODES order; that is
+    checked (cheaply, on whole arrays) because a set read back through the ``vitals`` view must be the same rows."""
+    k = len(schema.VITAL_CODES)
+    n = vitals.height
+    code = vitals["code"].to_physical().to_numpy()
+    ok = n % k == 0 and bool((code.reshape(-1, k) == np.arange(k)).all()) if n else True
+    for col in ("patient_id", "time", "facility"):
+        if not ok:
+            break
+        same = vitals[col].to_physical().to_numpy().reshape(-1, k)
+        ok = bool((same == same[:, :1]).all())
+    if not ok or vitals["value"].null_count():
+        raise ValueError("vitals rows are not whole measurement sets (7 consecutive rows of one patient, time and "
+                         "facility in LOINC order, no missing value); the database stores vitals by set")
+    values = vitals["value"].to_numpy().reshape(-1, k)
+    return vitals.select("patient_id", "time", "facility").gather_every(k).with_columns(
+        pl.Series(name, values[:, i]) for i, name in enumerate(db.VITAL_SET_COLUMNS))
 
 
 # --- writers -------------------------------------------------------------------------------------------------------
@@ -143,11 +170,13 @@ class _Writer(threading.Thread):
 
 
 class _Loader:
-    writers_tables: tuple[tuple[str, ...], ...] = (tuple(schema.TABLES),)
+    writers_tables: tuple[tuple[str, ...], ...] = (tuple(db.STORED_TABLES),)
 
     def __init__(self, engine: sa.Engine, run_key: int) -> None:
         self.engine, self.run_key = engine, run_key
         self.failed = threading.Event()
+        # seconds spent per table and stage (render, copy, index, analyze), for benchmarks/bench_db.py
+        self.timings: dict[str, dict[str, float]] = {t: {} for t in db.STORED_TABLES}
         self.writers = [_Writer(self, t) for t in self.writers_tables]
 
     def start(self) -> None:
@@ -174,19 +203,30 @@ class _Loader:
     def seal(self, raw, tables) -> None: ...
     def publish(self, conn: sa.Connection) -> None: ...
 
+    def _timed(self, table: str, stage: str, t0: float) -> None:
+        acc = self.timings[table]
+        acc[stage] = acc.get(stage, 0.0) + time.perf_counter() - t0
+
+    @staticmethod
+    def frame(batch: Batch, table: str) -> pl.DataFrame:
+        return vital_sets(batch.vitals) if table == "vital_sets" else batch.tables()[table]
+
 
 class _PostgresLoader(_Loader):
-    writers_tables = (("vitals",), ("patients", "events", "conditions"))
+    # the server's COPY parsing is the bound: events (~8 rows a patient) on one connection, the rest (patients'
+    # 27 columns, ~1.5 conditions, ~2.7 vital sets) on the other take about the same time
+    writers_tables = (("events",), ("patients", "conditions", "vital_sets"))
 
     def __init__(self, engine: sa.Engine, run_key: int) -> None:
         if db.pool_status(engine)["budget"] < 3:  # leave a connection for everyone else
-            self.writers_tables = (tuple(schema.TABLES),)
+            self.writers_tables = (tuple(db.STORED_TABLES),)
         super().__init__(engine, run_key)
+        self.started: set[str] = set()
 
     def prepare(self) -> None:
         k = int(self.run_key)
         with db.connect(self.engine, begin=True) as conn:
-            for table in schema.TABLES:
+            for table in db.STORED_TABLES:
                 part = _qi(_partition(table, k))
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {part}")
                 conn.exec_driver_sql(f"CREATE TABLE {part} (LIKE {_qi(table)} INCLUDING DEFAULTS)")
@@ -198,14 +238,22 @@ class _PostgresLoader(_Loader):
     def load(self, raw, batch: Batch, tables) -> None:
         cur = raw.cursor()
         for table in tables:
-            frame = batch.tables()[table]
+            part = _qi(_partition(table, self.run_key))
+            if table not in self.started:  # emptied in this transaction, so COPY may write the rows frozen
+                cur.execute(f"TRUNCATE {part}")
+                self.started.add(table)
+            t0 = time.perf_counter()
             cols = _columns(table)
             buf = io.BytesIO()
-            frame.select(cols).write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00",
-                                         date_format="%Y-%m-%d", null_value="", quote_style="non_numeric")
+            self.frame(batch, table).select(cols).write_csv(
+                buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00", date_format="%Y-%m-%d",
+                null_value="", quote_style="non_numeric")
             buf.seek(0)
-            cur.copy_expert(f"COPY {_qi(_partition(table, self.run_key))} ({', '.join(map(_qi, cols))}) "
-                            f"FROM STDIN WITH (FORMAT csv)", buf, size=1 << 20)
+            self._timed(table, "render", t0)
+            t0 = time.perf_counter()
+            cur.copy_expert(f"COPY {part} ({', '.join(map(_qi, cols))}) FROM STDIN WITH (FORMAT csv, FREEZE)", buf,
+                            size=4 << 20)
+            self._timed(table, "copy", t0)
         cur.close()
 
     def seal(self, raw, tables) -> None:
@@ -213,18 +261,22 @@ class _PostgresLoader(_Loader):
         cur = raw.cursor()
         for table in tables:
             part = _qi(_partition(table, self.run_key))
+            t0 = time.perf_counter()
             if table == "patients":
                 cur.execute(f"CREATE UNIQUE INDEX ON {part} (run_key, patient_id)")
             else:
                 cur.execute(f"CREATE INDEX ON {part} USING brin (patient_id)")
+            self._timed(table, "index", t0)
             # statistics now, not when autovacuum gets to it: without the physical order (correlation) the
             # planner would not know the BRIN index finds a patient in a few pages
+            t0 = time.perf_counter()
             cur.execute(f"ANALYZE {part}")
+            self._timed(table, "analyze", t0)
         cur.close()
 
     def publish(self, conn: sa.Connection) -> None:
         k = int(self.run_key)
-        for table in schema.TABLES:
+        for table in db.STORED_TABLES:
             conn.exec_driver_sql(f"ALTER TABLE {_qi(table)} ATTACH PARTITION {_qi(_partition(table, k))} "
                                  f"FOR VALUES IN ({k})")
 
@@ -233,7 +285,7 @@ class _SqliteLoader(_Loader):
     def load(self, raw, batch: Batch, tables) -> None:
         cur = raw.cursor()
         for table in tables:
-            frame = batch.tables()[table]
+            frame = self.frame(batch, table)
             cols = _columns(table)
             exprs = []
             for c in cols:
@@ -261,7 +313,7 @@ def loader_for(engine: sa.Engine, run_key: int) -> _Loader:
 
 
 def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = False) -> None:
-    """Remove a run's rows from the four tables (PostgreSQL: drop its partitions or staging tables)."""
+    """Remove a run's rows from the tables that hold them (PostgreSQL: drop its partitions or staging tables)."""
     k = int(run_key)
     with db.connect(engine, begin=True) as conn:
         if only_unfinished:
@@ -269,11 +321,11 @@ def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = Fa
                                .where(db.RUNS.c.run_key == k)).first()
             if row is not None and row.persisted and row.status == "completed":
                 return
-        for table in schema.TABLES:
+        for table, t in db.STORED_TABLES.items():
             if db.dialect(engine) == "postgresql":
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qi(_partition(table, k))}")
             else:
-                conn.execute(db.RUN_TABLES[table].delete().where(db.RUN_TABLES[table].c.run_key == k))
+                conn.execute(t.delete().where(t.c.run_key == k))
 
 
 # --- the run --------------------------------------------------------------------------------------------------------
