@@ -23,6 +23,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 from core import db
+from core.sinks import database as db_sink
 from core.run import generate_run
 from core.scenario import load_scenario
 
@@ -55,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"database {db.describe(admin)}, schema {schema_name}, pool budget {db.pool_status(engine)['budget']}")
         base = load_scenario("default")
 
-        # 1. persisting runs
+        # 1. persisting runs (the loader of each run is kept to print where its time went)
+        loaders = []
+        real_loader_for = db_sink.loader_for
+
+        def keep_loader(*a, **k):
+            loaders.append(real_loader_for(*a, **k))
+            return loaders[-1]
+        db_sink.loader_for = keep_loader
         run_ids = []
         for i in range(args.runs):
             scenario = base.with_overrides(patients=args.patients, seed=100 + i)
@@ -66,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = db.run_summary(engine, m["run_id"])["rows"]
             print(f"persist run {i + 1}: {args.patients:,} patients ({sum(rows.values()):,} rows in 4 tables) in "
                   f"{wall:.1f} s = {args.patients / wall:,.0f} patients/s, {sum(rows.values()) / wall:,.0f} rows/s; "
-                  f"peak RSS {m['peak_rss_mb']:.0f} MB")
+                  f"peak RSS {m['peak_rss_mb']:.0f} MB; load average {os.getloadavg()[0]:.1f}")
+            for table, stages in getattr(loaders[-1], "timings", {}).items():
+                print(f"  {table:<11} " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
             run_ids.append(m["run_id"])
+        db_sink.loader_for = real_loader_for
         files_only = base.with_overrides(patients=args.patients, seed=100)
         t0 = time.perf_counter()
         generate_run(files_only, tmp / "files-only")
