@@ -108,20 +108,6 @@ def member_ref(name: str, url: pl.Expr) -> pl.Expr:
     return cat(f',"{name}":{{"reference":"', url, '"}')
 
 
-class _Forward:
-    """The file object polars' writer gets: each buffer it flushes (a fresh ``bytes``) goes straight on."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, data) -> int:
-        self._stream.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
 class _Collect:
     def __init__(self, chunks: list):
         self.write = lambda data: chunks.append(data) or len(data)
@@ -524,7 +510,9 @@ class BundleBuilder:
     @staticmethod
     def write_parts(parts: pl.DataFrame, stream) -> None:
         """Write what ``render_parts`` returned to ``stream`` (polars hands over ~10 MB buffers)."""
-        parts.write_csv(_Forward(stream), include_header=False, quote_style="never", line_terminator="")
+        from core.sinks.text import Forward  # here: core.sinks imports this module
+
+        parts.write_csv(Forward(stream), include_header=False, quote_style="never", line_terminator="")
 
     def render_chunks(self, batch: Batch) -> list[bytes]:
         """The batch's NDJSON as the buffers polars wrote (~10 MB each; no copy into one big buffer)."""
