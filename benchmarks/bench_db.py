@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 while not stop.is_set():
                     seen.append(conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
                                                      "application_name = :a"), {"a": app}).scalar())
+                    conn.commit()  # pg_stat_activity is a snapshot per transaction: a new one for each sample
                     time.sleep(0.02)
 
         watcher = threading.Thread(target=watch)

@@ -537,3 +537,25 @@ def test_pool_settings_are_checked():
     finally:
         del os.environ["MPG_DB_POOL_SIZE"]
     assert db.pool_settings() == {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
+
+
+def test_binary_copy_round_trips_every_column_type_through_postgresql(pg_schema):
+    """What core/sinks/pgcopy.py encodes, PostgreSQL stores as the same values (NULLs, Unicode, extremes)."""
+    from tests.test_pgcopy import sample
+    from core.sinks import pgcopy
+    frame = sample()
+    frame = frame.select(pgcopy.copy_columns(frame.schema))
+    engine = sa.create_engine(sa.make_url(_schema_url(pg_schema)).set(drivername="postgresql+psycopg2"),
+                              poolclass=sa.pool.NullPool)
+    types = {"id": "bigint", "seq": "smallint", "rank": "smallint", "n32": "integer", "value": "double precision",
+             "flag": "boolean", "born": "date", "time": "timestamptz", "facility": "text", "name": "text"}
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE copy_types (" + ", ".join(f"{c} {t}" for c, t in types.items()) + ")")
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.copy_expert(f"COPY copy_types ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT binary)",
+                        pgcopy.CopyReader(pgcopy.encode(frame, slice_rows=3)), size=16)
+        back = conn.exec_driver_sql(f"SELECT {', '.join(frame.columns)} FROM copy_types ORDER BY seq").all()
+        conn.exec_driver_sql("DROP TABLE copy_types")
+    engine.dispose()
+    expected = frame.with_columns(pl.col("facility").cast(pl.String)).sort("seq").rows()
+    assert [tuple(r) for r in back] == expected

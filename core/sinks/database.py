@@ -4,8 +4,8 @@ made visible all at once when it completes (or dropped when it is cancelled or f
 Vital signs are stored one row per measurement set (table ``vital_sets``, read through the view ``vitals``;
 migration 0002): ~13 rows per patient instead of ~29.
 
-PostgreSQL: each stored table of the run is COPYed (CSV written by polars straight into a buffer; FREEZE, the
-table being emptied in the writer's transaction) into its own staging table ``<table>_r<run_key>`` that already
+PostgreSQL: each stored table of the run is COPYed (binary format, built column-wise by core/sinks/pgcopy.py while
+the server reads; FREEZE, the table being emptied in the writer's transaction) into its own staging table ``<table>_r<run_key>`` that already
 carries the partition's CHECK constraint; two writer threads on two pooled connections (events on one; patients,
 conditions and vital sets on the other: about equal COPY work) overlap with generation. On completion each writer
 indexes and analyzes its tables and one transaction ATTACHes the four partitions and marks the run completed:
@@ -17,7 +17,6 @@ through core.db only once the run is marked completed, and a cancelled or failed
 """
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
@@ -29,6 +28,8 @@ import sqlalchemy as sa
 
 from core import db, schema
 from core.schema import Batch
+
+from . import pgcopy
 
 SUMMARY_COLUMNS = ("category", "triage", "outcome", "mechanism", "front", "nationality", "severity",
                    "last_facility", "body_region", "sex", "warfare_type")
@@ -242,18 +243,16 @@ class _PostgresLoader(_Loader):
             if table not in self.started:  # emptied in this transaction, so COPY may write the rows frozen
                 cur.execute(f"TRUNCATE {part}")
                 self.started.add(table)
+            frame = self.frame(batch, table)
+            cols = pgcopy.copy_columns({c: frame.schema[c] for c in _columns(table)})
+            # encoded lazily, slice by slice, while the server reads: "encode" and "copy" split the elapsed time
+            reader = pgcopy.CopyReader(pgcopy.encode(frame.select(cols)))
             t0 = time.perf_counter()
-            cols = _columns(table)
-            buf = io.BytesIO()
-            self.frame(batch, table).select(cols).write_csv(
-                buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00", date_format="%Y-%m-%d",
-                null_value="", quote_style="non_numeric")
-            buf.seek(0)
-            self._timed(table, "render", t0)
-            t0 = time.perf_counter()
-            cur.copy_expert(f"COPY {part} ({', '.join(map(_qi, cols))}) FROM STDIN WITH (FORMAT csv, FREEZE)", buf,
-                            size=4 << 20)
-            self._timed(table, "copy", t0)
+            cur.copy_expert(f"COPY {part} ({', '.join(map(_qi, cols))}) FROM STDIN WITH (FORMAT binary, FREEZE)",
+                            reader, size=4 << 20)
+            acc = self.timings[table]
+            acc["encode"] = acc.get("encode", 0.0) + reader.seconds
+            acc["copy"] = acc.get("copy", 0.0) + time.perf_counter() - t0 - reader.seconds
         cur.close()
 
     def seal(self, raw, tables) -> None:
