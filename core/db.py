@@ -457,7 +457,7 @@ RUN_TABLES: dict[str, sa.Table] = {
 }
 # how they are stored (migration 0002): ``vitals`` is a view over ``vital_sets``, one row per measurement set
 # (the 7 values of a set in columns, in schema.VITAL_CODES order), which reads exactly like the contract's table
-VITAL_SET_COLUMNS = ("heart_rate", "resp_rate", "bp_sys", "bp_dias", "spo2", "temperature", "gcs")
+VITAL_SET_COLUMNS = schema.VITAL_SET_COLUMNS
 VITAL_SETS = sa.Table("vital_sets", META, sa.Column("run_key", sa.Integer, nullable=False),
                       sa.Column("patient_id", sa.BigInteger), sa.Column("time", sa.DateTime(timezone=True)),
                       sa.Column("facility", sa.Text), *(sa.Column(c, sa.Float) for c in VITAL_SET_COLUMNS))

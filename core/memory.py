@@ -11,7 +11,25 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+
+# Read by the native libraries when they load, so set before polars or pyarrow is imported (core/__init__.py):
+# - polars' jemalloc returns freed pages after 1 s from a background thread (default: 10 s, on the next
+#   allocation), and drops the "muzzy" stage;
+# - pyarrow allocates from the system allocator (one glibc arena, below) instead of its own mimalloc pool, which
+#   keeps what it once held.
+# Measured on the 1,000,000-patient Parquet run (2-core VM): peak RSS 349-360 MB -> 313 MB at the same speed; the
+# database load 600 -> 510 MB. A user's own setting of either variable wins.
+NATIVE_ALLOCATORS = {
+    "_RJEM_MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+}
+
+
+def configure_native_allocators() -> None:
+    for name, value in NATIVE_ALLOCATORS.items():
+        os.environ.setdefault(name, value)
 
 M_ARENA_MAX = -8
 _done = False

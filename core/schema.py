@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 CONTRACT_VERSION = 1
@@ -138,6 +139,33 @@ class Batch:
     @property
     def last_id(self) -> int:
         return int(self.patients["patient_id"][-1])
+
+
+# a measurement set: the 7 vital signs taken of one patient at one time and facility (VITAL_CODES order)
+VITAL_SET_COLUMNS = ("heart_rate", "resp_rate", "bp_sys", "bp_dias", "spo2", "temperature", "gcs")
+
+
+def measurement_sets(vitals: pl.DataFrame) -> pl.DataFrame | None:
+    """The long vitals rows as one row per measurement set (patient_id, time, facility and the 7 values in
+    VITAL_SET_COLUMNS), or None when the rows are not whole sets: the generator writes each set as 7 consecutive
+    rows of one patient, time and facility in VITAL_CODES order, with every value present. Checked on whole arrays
+    (cheap), because whoever uses the sets (the database, the NDJSON writer) must give back exactly these rows."""
+    k = len(VITAL_CODES)
+    n = vitals.height
+    if n % k or vitals["value"].null_count():
+        return None
+    if n:
+        if not (vitals["code"].to_physical().to_numpy().reshape(-1, k) == np.arange(k)).all():
+            return None
+        for col in ("patient_id", "time", "facility"):
+            if vitals[col].null_count():
+                return None
+            same = vitals[col].to_physical().to_numpy().reshape(-1, k)
+            if not (same == same[:, :1]).all():
+                return None
+    values = vitals["value"].to_numpy().reshape(-1, k)
+    return vitals.select("patient_id", "time", "facility").gather_every(k).with_columns(
+        pl.Series(name, values[:, i]) for i, name in enumerate(VITAL_SET_COLUMNS))
 
 
 def empty_batch() -> Batch:

@@ -329,3 +329,20 @@ def test_patients_force_without_force_sizes_is_bad_input(tmp_path):
     assert_bad_input(result, "force_size", "fronts[0]")
     bad = cli("generate", "--patients", "many", "--out", str(tmp_path / "y"))
     assert_bad_input(bad, "'many'", "force")
+
+
+def test_a_plain_run_loads_no_encryption_code_and_tunes_the_native_allocators(tmp_path):
+    """Memory (core/memory.py): cryptography's native code is mapped only for --encrypt, and polars' and pyarrow's
+    allocators get their settings before either library loads, unless the user set them."""
+    code = ("import os, sys, pathlib\n"
+            "from core.run import generate_run\nfrom core.scenario import load_scenario\n"
+            f"generate_run(load_scenario('default').with_overrides(patients=300), pathlib.Path({str(tmp_path / 'r')!r}))\n"
+            "print('cryptography' in sys.modules, os.environ['_RJEM_MALLOC_CONF'], os.environ['ARROW_DEFAULT_MEMORY_POOL'])\n"
+            "import pyarrow as pa; print(pa.default_memory_pool().backend_name)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("_RJEM_MALLOC_CONF", "ARROW_DEFAULT_MEMORY_POOL")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    loaded, jemalloc, pool, backend = out.stdout.split()
+    assert loaded == "False" and "background_thread:true" in jemalloc and pool == "system" and backend == "system"
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"  # the user's choice wins
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[2:] == ["mimalloc", "mimalloc"]

@@ -19,10 +19,7 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+# cryptography is imported where it is used: a run without --encrypt need not map its ~12 MB of native code
 
 MAGIC = b"MPGENC"
 VERSION = 1
@@ -40,6 +37,8 @@ def derive_key(password: str, salt: bytes) -> bytes:
     """32-byte AES key from a password (PBKDF2-HMAC-SHA256, 600,000 iterations; ~0.07 s here)."""
     if not password:
         raise ValueError("password must not be empty")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
     return PBKDF2HMAC(hashes.SHA256(), KEY_SIZE, salt, ITERATIONS).derive(password.encode("utf-8"))
 
 
@@ -58,6 +57,7 @@ class SealedWriter:
     """Streaming layer: writes the header now, ciphertext per ``write``, the tag on ``close`` (raw stays open)."""
 
     def __init__(self, raw, key: bytes, salt: bytes):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
         self._raw = raw
         header = MAGIC + bytes([VERSION]) + salt + secrets.token_bytes(NONCE_SIZE)
         self._encryptor = Cipher(algorithms.AES(key), modes.GCM(header[-NONCE_SIZE:])).encryptor()
@@ -73,6 +73,8 @@ class SealedWriter:
 
 def decrypt_file(src: str | os.PathLike, dst: str | os.PathLike, password: str) -> Path:
     """Decrypt ``src`` into ``dst`` in flat memory; ``dst`` appears (atomically) only if the tag verifies."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     src, dst = Path(src), Path(dst)
     size = src.stat().st_size
     with open(src, "rb") as fin:

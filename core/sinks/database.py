@@ -22,7 +22,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
@@ -102,24 +101,12 @@ def _columns(table: str) -> list[str]:
 
 
 def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
-    """The long vitals rows of a batch as measurement sets (migration 0002): patient_id, time, facility and the
-    7 values in columns. The generator writes each set as 7 consecutive rows in schema.VITAL_CODES order; that is
-    checked (cheaply, on whole arrays) because a set read back through the ``vitals`` view must be the same rows."""
-    k = len(schema.VITAL_CODES)
-    n = vitals.height
-    code = vitals["code"].to_physical().to_numpy()
-    ok = n % k == 0 and bool((code.reshape(-1, k) == np.arange(k)).all()) if n else True
-    for col in ("patient_id", "time", "facility"):
-        if not ok:
-            break
-        same = vitals[col].to_physical().to_numpy().reshape(-1, k)
-        ok = bool((same == same[:, :1]).all())
-    if not ok or vitals["value"].null_count():
+    """The long vitals rows of a batch as measurement sets (migration 0002; schema.measurement_sets)."""
+    sets = schema.measurement_sets(vitals)
+    if sets is None:
         raise ValueError("vitals rows are not whole measurement sets (7 consecutive rows of one patient, time and "
                          "facility in LOINC order, no missing value); the database stores vitals by set")
-    values = vitals["value"].to_numpy().reshape(-1, k)
-    return vitals.select("patient_id", "time", "facility").gather_every(k).with_columns(
-        pl.Series(name, values[:, i]) for i, name in enumerate(db.VITAL_SET_COLUMNS))
+    return sets
 
 
 # --- writers -------------------------------------------------------------------------------------------------------
