@@ -8,7 +8,7 @@ repositories the dashboard and the CLI use (scenarios, runs, run tables, metrics
 Every function takes the engine first and raises ``DatabaseUnavailable`` (one-line message) when the database
 cannot be reached, ``PoolExhausted`` when the connection budget stays used up for ``MPG_DB_POOL_TIMEOUT`` s.
 All SQL is parameterised; the only identifiers built into SQL text are our own table names and integer keys.
-Run tables are loaded by ``core.sinks.database`` (COPY on PostgreSQL, executemany on SQLite).
+Run tables are loaded by ``core.sinks.database`` (binary COPY on PostgreSQL, executemany on SQLite).
 """
 from __future__ import annotations
 
