@@ -80,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(_line(rows[-1]), flush=True)
     if not args.quick:
         for extra in (["--compress"], ["--encrypt"]):
-            env_pw = os.environ.setdefault("ENCRYPTION_PASSWORD", "benchmark-only-password")
+            os.environ.setdefault("ENCRYPTION_PASSWORD", "benchmark-only-password")
             rows.append(run_case(sizes[0], "parquet", 1, args.chunk_size, extra))
             print(_line(rows[-1]), flush=True)
-            del env_pw
         # flat memory: each format at 100,000 and at the largest size
         for fmt in args.formats.split(","):
             big = next((r for r in rows if r["patients"] == max(sizes) and r["format"] == fmt

@@ -22,7 +22,7 @@ import time
 import unicodedata
 from collections import deque
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -226,7 +226,7 @@ def create_engine(url: str | None = None, **pool_overrides) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa_exc.ArgumentError:
-        raise ValueError(f"DATABASE_URL is not a database URL (e.g. postgresql+psycopg2://user@host:5432/db)") from None
+        raise ValueError("DATABASE_URL is not a database URL (e.g. postgresql+psycopg2://user@host:5432/db)") from None
     backend = parsed.get_backend_name()
     opts = {**pool_settings(), **pool_overrides}
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "poolclass": sa.pool.QueuePool, **opts}

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-import polars as pl
 
 from core import reference
 from core.schema import CATEGORIES, FACILITIES, REGIONS, SEVERITIES, TRIAGES

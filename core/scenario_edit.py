@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from core.scenario import ENVIRONMENT_CONDITIONS, SPECIAL_EVENT_TYPES, TEMPOS, Scenario, ScenarioError
+from core.scenario import SPECIAL_EVENT_TYPES, Scenario, ScenarioError
 from core.schema import CATEGORIES, MECHANISMS, TRIAGES, WARFARE_TYPES
 
 CUSTOM_TEMPO = "custom anchors"

@@ -6,7 +6,6 @@ import json
 import math
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl

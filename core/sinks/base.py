@@ -36,7 +36,6 @@ class Encoder(Protocol):
 class Sink:
     ext: ClassVar[str]
     tables: ClassVar[tuple[str, ...]] = tuple(TABLES)  # one file per entry, named <table>.<suffix>
-    handoff: ClassVar[bool] = True  # hash/compress/write on a thread of their own (pays off for big pieces)
 
     def __init__(self, out_dir: str | Path, *, compress: bool = False, password: str | None = None):
         if password is not None and not password:
@@ -71,7 +70,7 @@ class Sink:
             seal = Seal(self._password) if self._password else None  # one key derivation per run
             for table in self.tables:
                 self._outputs[table] = out = Output(self.out_dir / f"{table}.{self.suffix}",
-                                                    compress=self.compress, seal=seal, handoff=self.handoff)
+                                                    compress=self.compress, seal=seal)
                 self._encoders[table] = self._encoder(table, out.stream)
             # more lanes than cores only adds switching: the engine competes for the same cores
             self._pool = ThreadPoolExecutor(min(len(self.tables), os.cpu_count() or 1), thread_name_prefix="sink")

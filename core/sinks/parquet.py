@@ -65,7 +65,6 @@ class ParquetEncoder:
 
 class ParquetSink(Sink):
     ext = "parquet"
-    handoff = False  # pyarrow writes page-sized pieces: a thread hop per page costs more than it saves
 
     def _encoder(self, table: str, stream) -> ParquetEncoder:
         return ParquetEncoder(stream, TABLES[table])
