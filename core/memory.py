@@ -19,8 +19,8 @@ import sys
 #   allocation), and drops the "muzzy" stage;
 # - pyarrow allocates from the system allocator (one glibc arena, below) instead of its own mimalloc pool, which
 #   keeps what it once held.
-# Measured on the 1,000,000-patient Parquet run (2-core VM): peak RSS 349-360 MB -> 313 MB at the same speed; the
-# database load 600 -> 510 MB. A user's own setting of either variable wins.
+# Measured on the 1,000,000-patient Parquet run (2-core VM): peak RSS 349-360 MB -> 294-302 MB at the same speed;
+# the database load 600 -> 450-510 MB. A user's own setting of either variable wins.
 NATIVE_ALLOCATORS = {
     "_RJEM_MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
     "ARROW_DEFAULT_MEMORY_POOL": "system",

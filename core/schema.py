@@ -149,7 +149,7 @@ def measurement_sets(vitals: pl.DataFrame) -> pl.DataFrame | None:
     """The long vitals rows as one row per measurement set (patient_id, time, facility and the 7 values in
     VITAL_SET_COLUMNS), or None when the rows are not whole sets: the generator writes each set as 7 consecutive
     rows of one patient, time and facility in VITAL_CODES order, with every value present. Checked on whole arrays
-    (cheap), because whoever uses the sets (the database, the NDJSON writer) must give back exactly these rows."""
+    (cheap), because whoever uses the sets (the database's ``vital_sets``) must give back exactly these rows."""
     k = len(VITAL_CODES)
     n = vitals.height
     if n % k or vitals["value"].null_count():

@@ -5,11 +5,11 @@ Vital signs are stored one row per measurement set (table ``vital_sets``, read t
 migration 0002): ~13 rows per patient instead of ~29.
 
 PostgreSQL: each stored table of the run is COPYed (binary format, built column-wise by core/sinks/pgcopy.py while
-the server reads; FREEZE, the table being emptied in the writer's transaction) into its own staging table ``<table>_r<run_key>`` that already
-carries the partition's CHECK constraint; two writer threads on two pooled connections (events on one; patients,
-conditions and vital sets on the other: about equal COPY work) overlap with generation. On completion each writer
-indexes and analyzes its tables and one transaction ATTACHes the four partitions and marks the run completed:
-readers see the whole run or nothing. Cancel, failure or delete drops the tables.
+the server reads; FREEZE, the table being emptied in the writer's transaction) into its own staging table
+``<table>_r<run_key>`` that already carries the partition's CHECK constraint; two writer threads on two pooled
+connections (events on one; patients, conditions and vital sets on the other: about equal COPY work) overlap with
+generation. On completion each writer indexes and analyzes its tables and one transaction ATTACHes the four
+partitions and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the tables.
 
 SQLite: one writer thread, ``executemany`` of whole batches, one transaction per batch (a single transaction per
 run would lock every other writer, such as a scenario save, out for the whole run); the rows are reachable

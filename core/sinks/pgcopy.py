@@ -119,10 +119,10 @@ def _encode_slice(frame: pl.DataFrame, head: list[str]) -> pa.Buffer:
             codes = s.to_physical().cast(pl.Int64).fill_null(len(cats)).to_numpy()
             fields.append(encoded.take(pa.array(codes)))
         else:  # text
-            text = pl.DataFrame({c: s.cast(pl.String)}).to_arrow().column(0).combine_chunks().cast(pa.large_binary())
+            # a new one-column frame: to_arrow on the batch's own frame could deadlock with another reader (parquet.py)
+            text = pl.DataFrame({c: s.cast(pl.String)}).to_arrow().column(0).combine_chunks().cast(pa.binary())
             lengths = pc.binary_length(text).fill_null(-1).to_numpy().astype(">i4")
-            fields += [_as_binary(lengths.view(np.uint8).reshape(n, 4)),
-                       text.fill_null(b"").cast(pa.binary())]
+            fields += [_as_binary(lengths.view(np.uint8).reshape(n, 4)), text.fill_null(b"")]
 
     joined = pc.binary_join_element_wise(*fields, b"")
     offsets = np.frombuffer(joined.buffers()[1], np.int32)[joined.offset:joined.offset + n + 1]
