@@ -13,10 +13,9 @@ import numpy as np
 
 from core import reference
 from core.scenario import Scenario
-from core.schema import CATEGORIES, WARFARE_TYPES
+from core.schema import BI, BSI, CATEGORIES, DIS, NBI, WARFARE_TYPES
 
 DAY_S = 86_400
-BI, NBI, DIS, BSI = range(4)
 # event_id stream labels: warfare types for battle incidents, then DNBI streams, then special events
 STREAM_LABELS = ("CONV", "ARTY", "URBN", "GUER", "DRON", "NAVL", "CBRN", "PKO", "NBI", "DIS", "BSI",
                  "MASCAL", "OFFENSIVE", "AMBUSH")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from core import reference
 from core.arrivals import environment_effects, largest_remainder
 from core.scenario import Scenario
 import numpy as np
@@ -148,62 +149,50 @@ class Calibration:
                   f"evacuation posture {posture}" if posture != "realistic" else
                   f"the environment adds {delay:.0f} min on average to evacuation from the point of injury; the "
                   f"published figures are for realistic evacuation without such delays")
+        sustained = _target("9")
+        high = (sustained["high_intensity"]["low"], sustained["high_intensity"]["high"])
         if 0.15 <= bi_share <= 0.25 and sc.intensity in ("low", "medium"):
-            dnbi = (True, (0.60, 0.80), None)
+            dnbi = (True, (sustained["low"], sustained["high"]), None)
         elif 0.30 <= bi_share <= 0.40:
-            dnbi = (True, (0.45, 0.55), "high-intensity scenario: the published 75 % is for sustained low/medium "
+            dnbi = (True, high, "high-intensity scenario: the published 75 % is for sustained low/medium "
                                         "intensity; 45-55 % is expected with battle injuries at 30-40 % of patients")
         else:
-            dnbi = (False, (0.45, 0.55), f"battle injuries are {bi_share:.0%} of patients; the published shares are "
+            dnbi = (False, high, f"battle injuries are {bi_share:.0%} of patients; the published shares are "
                                          f"for 15-25 % (stability operations) or about 35 % (the default)")
         rows = [
-            _row(1, "Explosive share of battle injuries (counter-insurgency)", mech("explosive"), 0.75, 0.80,
-                 "Owens 2008", types == {"guerrilla"}, "only for a guerrilla-only scenario"),
-            _row(2, "UAV share of battle injuries (drone warfare)", mech("drone"), 0.70, 0.80,
-                 "iStories 2025; Ukraine reports", types == {"drone"}, "only for a drone-only scenario"),
-            _row(3, "Extremity share of battle wounds (conditions with a body location)",
-                 ratio(c["bi_cond_extremity"], c["bi_conditions"]), 0.50, 0.58, "Owens 2008", *wounds),
-            _row("3b", "Head, face and neck share of battle wounds",
-                 ratio(c["bi_cond_head_neck"], c["bi_conditions"]), 0.25, 0.35, "Owens 2008", *wounds),
-            _row(4, "Case fatality rate among battle injuries (CFR)", ratio(kia + dow, bi_n), 0.08, 0.10,
-                 "Howard 2019", *timing),
-            _row(5, "%KIA: killed before a medical facility / seriously injured", ratio(kia, serious), 0.09, 0.16,
-                 "Kotwal 2016", *battle),
-            _row(6, "%DOW: died of wounds / seriously injured who reached care", ratio(dow, wia - c["rtd72"]),
-                 0.02, 0.05, "Kotwal 2016", *battle),
-            _row(7, "Share of battle deaths before a medical facility", ratio(kia, kia + dow), 0.70, 0.90,
-                 "Eastridge 2012; Webster; Kotwal 2016", *timing),
+            _row("1", mech("explosive"), types == {"guerrilla"}, "only for a guerrilla-only scenario"),
+            _row("2", mech("drone"), types == {"drone"}, "only for a drone-only scenario"),
+            _row("3", ratio(c["bi_cond_extremity"], c["bi_conditions"]), *wounds),
+            _row("3b", ratio(c["bi_cond_head_neck"], c["bi_conditions"]), *wounds),
+            _row("4", ratio(kia + dow, bi_n), *timing),
+            _row("5", ratio(kia, serious), *battle),
+            _row("6", ratio(dow, wia - c["rtd72"]), *battle),
+            _row("7", ratio(kia, kia + dow), *timing),
         ]
-        for limit, target in zip(KIA_TIMING, (0.57, 0.68, 0.91, 0.99)):
-            rows.append(_row(f"8.{limit}", f"KIA dead within {limit} min of injury" if limit else "KIA dead at once",
-                             ratio(c[("kia_within", limit)], kia), target - 0.05, min(target + 0.05, 1.0), "Webster",
+        for limit in KIA_TIMING:
+            rows.append(_row(f"8.{limit}", ratio(c[("kia_within", limit)], kia),
                              timing[0] and kia >= 50, timing[1] if not timing[0] else "fewer than 50 KIA"))
-        rows.append(_row(9, "DNBI share of patients admitted to Role 2/3", ratio(c["r23_dnbi"], c["r23_admitted"]),
-                         *dnbi[1], "Zouris 2008", dnbi[0], dnbi[2], note=dnbi[2]))
-        rows.append(_row(10, "Case fatality rate among non-battle injuries", ratio(out("NBI", "KIA") + out("NBI", "DOW"), nbi_n),
-                         0.015, 0.035, "JAMA Surg 2019 (derived)", nbi_n >= 200, "fewer than 200 non-battle injuries"))
-        rows.append(_row(11, "Battle injuries returned to duty within 72 h", ratio(c["rtd72"], bi_n), 0.15, 0.45,
-                         "Owens 2008; Kotwal 2016", battle[0] and sc.intensity != "low",
+        rows.append(_row("9", ratio(c["r23_dnbi"], c["r23_admitted"]), dnbi[0], dnbi[2], note=dnbi[2],
+                         band=dnbi[1]))
+        rows.append(_row("10", ratio(out("NBI", "KIA") + out("NBI", "DOW"), nbi_n), nbi_n >= 200,
+                         "fewer than 200 non-battle injuries"))
+        rows.append(_row("11", ratio(c["rtd72"], bi_n), battle[0] and sc.intensity != "low",
                          battle[1] if not battle[0] else "low intensity: the published return-to-duty figures are "
                          "from combat operations, where fewer battle injuries are minor"))
-        rows.append(_row("12a", "T1 battle casualties reaching care (outside MASCAL) there within 60 min", ratio(c["t1_mtf_60"], c["t1_reached"]),
-                         0.90, 1.0, "AJP-4.10(B) 10-1-2", posture == "doctrinal" and c["t1_reached"] > 0,
+        rows.append(_row("12a", ratio(c["t1_mtf_60"], c["t1_reached"]), posture == "doctrinal" and c["t1_reached"] > 0,
                          f"the 10-1-2 line is met under doctrinal evacuation; this scenario is {posture}"))
-        rows.append(_row("12b", "T1 operated at Role 2 (outside MASCAL) within 120 min of injury", ratio(c["t1_r2_dcs_120"], c["t1_r2"]),
-                         0.80, 1.0, "AJP-4.10(B) 10-1-2", posture == "doctrinal" and c["t1_r2"] > 0,
+        rows.append(_row("12b", ratio(c["t1_r2_dcs_120"], c["t1_r2"]), posture == "doctrinal" and c["t1_r2"] > 0,
                          f"the 10-1-2 line is met under doctrinal evacuation; this scenario is {posture}"))
-        rows.append(_row(13, "Women among battle and non-battle injuries", ratio(c["bi_nbi_female"], c["bi_nbi"]),
-                         0.03, 0.06, "JAMA Surg 2019", c["bi_nbi"] >= 500 and 0.25 <= nbi_share <= 0.45,
+        rows.append(_row("13", ratio(c["bi_nbi_female"], c["bi_nbi"]), c["bi_nbi"] >= 500 and 0.25 <= nbi_share <= 0.45,
                          "fewer than 500 BI + NBI casualties" if c["bi_nbi"] < 500 else
                          f"non-battle injuries are {nbi_share:.0%} of BI + NBI here (34 % in the registry); "
                          f"the female share follows that mix"))
-        rows.append(_row("13b", "Women among all casualties", ratio(c["female"], c["patients"]), 0.0, 0.15,
-                         "JAMA Surg 2019; NATO national reports", c["patients"] > 0, "no patients"))
+        rows.append(_row("13b", ratio(c["female"], c["patients"]), c["patients"] > 0, "no patients"))
         expected = largest_remainder(sc.patients, [sc.category_mix[k] for k in CATEGORIES])
         got = [c[("category", k)] for k in CATEGORIES]
         exact = c["patients"] == sc.patients and list(map(int, expected)) == got
-        rows.append({"id": "14", "metric": "Exact counts: patients and category split", "value": c["patients"],
-                     "low": sc.patients, "high": sc.patients, "source": "data contract",
+        rows.append({"id": "14", "metric": _target("14")["metric"], "value": c["patients"],
+                     "low": sc.patients, "high": sc.patients, "source": _target("14")["source"],
                      "status": "pass" if exact else "warn",
                      "note": f"categories {dict(zip(CATEGORIES, got))}, expected {dict(zip(CATEGORIES, map(int, expected)))}"})
         passed = sum(r["status"] == "pass" for r in rows)
@@ -216,9 +205,17 @@ def _count(df: pl.DataFrame, condition: pl.Expr) -> int:
     return int(df.select(condition.fill_null(False).sum()).item())
 
 
-def _row(rid, metric, measured, low, high, source, applies, why_not, note=None) -> dict:
-    """A target row; ``measured`` is (proportion, denominator). Pass when the 95 % sampling interval of the
-    proportion reaches the published range, so small runs are not failed for noise."""
+def _target(rid: str) -> dict:
+    return reference.calibration_targets()[rid]
+
+
+def _row(rid: str, measured, applies, why_not, note=None, band: tuple[float, float] | None = None) -> dict:
+    """A target row (its metric, range and source from core/data/calibration.json, or ``band`` for the range);
+    ``measured`` is (proportion, denominator). Pass when the 95 % sampling interval of the proportion reaches
+    the published range, so small runs are not failed for noise."""
+    target = _target(rid)
+    metric, source = target["metric"], target["source"]
+    low, high = band or (target["low"], target["high"])
     value, n = measured if measured is not None else (None, 0)
     margin = 1.96 * (value * (1 - value) / n) ** 0.5 if value is not None and n else 0.0
     if not applies or value is None:

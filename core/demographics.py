@@ -102,8 +102,23 @@ def service_numbers(seed: int, patient_id: np.ndarray, nationality: pl.Series) -
     return frame.select(pl.format("{}{}-{}", "n", pl.col("d").cast(pl.String).str.zfill(8), "c")).to_series()
 
 
+@dataclass(frozen=True)
+class Demographics:
+    """Who each patient of a block is (columns in patient order; codes index the schema vocabularies)."""
+
+    service_number: pl.Series
+    given_name: pl.Series
+    family_name: pl.Series
+    sex: np.ndarray            # index into SEXES
+    birth_date: np.ndarray     # datetime64[D]
+    age: np.ndarray            # int16, whole years at injury
+    nationality: pl.Series     # ISO 3166-1 alpha-3
+    rank: np.ndarray           # index into RANKS
+    blood_group: np.ndarray    # index into BLOOD_GROUPS
+
+
 def draw(rng: np.random.Generator, scenario, nations: tuple[str, ...], patient_id: np.ndarray,
-         front: np.ndarray, category: np.ndarray, injury_s: np.ndarray) -> dict:
+         front: np.ndarray, category: np.ndarray, injury_s: np.ndarray) -> "Demographics":
     """Demographic columns for one block. ``nations`` is the scenario's sorted nation list."""
     n = len(patient_id)
     t = _static_tables()
@@ -131,17 +146,8 @@ def draw(rng: np.random.Generator, scenario, nations: tuple[str, ...], patient_i
     gi = names.given_off[nat, pool, sex] + (rng.random(n) * names.given_len[nat, pool, sex]).astype(np.int64)
     fi = names.family_off[nat, pool, sex] + (rng.random(n) * names.family_len[nat, pool, sex]).astype(np.int64)
     nationality = pl.Series(nations, dtype=pl.String).gather(nat)
-    return {
-        "service_number": service_numbers(scenario.seed, patient_id, nationality),
-        "given_name": names.given.gather(gi),
-        "family_name": names.family.gather(fi),
-        "sex": sex,
-        "birth_date": birth,
-        "age": age.astype(np.int16),
-        "nationality": nationality,
-        "rank": rank,
-        "blood_group": blood,
-    }
+    return Demographics(service_numbers(scenario.seed, patient_id, nationality), names.given.gather(gi),
+                        names.family.gather(fi), sex, birth, age.astype(np.int16), nationality, rank, blood)
 
 
 def _exact_age(birth: np.ndarray, on: np.ndarray) -> np.ndarray:

@@ -13,17 +13,72 @@ from functools import cache
 import numpy as np
 
 from core import reference
-from core.schema import CATEGORIES, FACILITIES, REGIONS, SEVERITIES, TRIAGES
+from core.schema import (BI, BSI, CATEGORIES, DIS, EVENT as EV, FACILITIES, MECHANISM, POI, R1, R2, R3, R4, REGIONS,
+                         SEVERITIES, TRIAGES)
 
-POI, R1, R2, R3, R4 = range(5)
 RTD_NEXT = 5  # routing column order: R1 R2 R3 RTD R4 -> facility or RTD
 ROUTE_TO = np.array([R1, R2, R3, RTD_NEXT, R4])
-BI, NBI, DIS, BSI = range(4)
-T1, T2, T3, T4 = range(4)
-EV = {e: i for i, e in enumerate(("injury", "arrival", "treatment_start", "departure", "death", "rtd", "evacuated"))}
 GROUND, AIR = 1, 2
 Z90 = 1.2815515655446004
 NA = -1
+
+
+@dataclass(frozen=True)
+class Casualties:
+    """What the flow needs of each patient of a block, fixed before the flow starts (numpy columns)."""
+
+    category: np.ndarray
+    triage: np.ndarray
+    severity: np.ndarray
+    mechanism: np.ndarray
+    region: np.ndarray
+    lethal: np.ndarray       # bool: lethal trajectory
+    instant: np.ndarray      # bool: dead at the scene
+    mascal: np.ndarray       # bool: injured in a mass-casualty incident
+    front: np.ndarray
+    day: np.ndarray          # 0-based scenario day of the injury
+    t0: np.ndarray           # injury, seconds after scenario start
+    local_hour: np.ndarray   # hour of day at the front
+    fracture: np.ndarray     # bool: primary condition is a fracture
+    spinal: np.ndarray       # bool: spinal cord injury
+    severe_tbi: np.ndarray   # bool: severe traumatic brain injury
+    burn: np.ndarray         # bool: burn mechanism
+
+
+@dataclass(frozen=True)
+class Journey:
+    """Where each patient was when, by stage (at most five: POI then up to four facilities), and how it ended.
+
+    Stage arrays are (n, 5) with NA where a stage was not reached; times are seconds after scenario start."""
+
+    fac: np.ndarray          # facility of each stage
+    arr: np.ndarray          # arrival at the stage (stage 0: injury)
+    dep: np.ndarray          # departure from the stage
+    mode: np.ndarray         # evacuation means of the departure (GROUND, AIR)
+    t_die: np.ndarray        # time of death (int64 max when not on a lethal course)
+    dies: np.ndarray         # bool: dies within the horizon
+    natural: np.ndarray      # bool: reaches RTD or R4 within the horizon
+    terminal: np.ndarray     # EV["rtd"], EV["evacuated"] or 0
+    t_term: np.ndarray       # time of the terminal event
+    term_stage: np.ndarray   # stage of the terminal event
+    cutoff: np.ndarray       # last time anything is recorded for the patient
+    first_mtf: np.ndarray    # arrival at the first medical treatment facility
+    doomed: np.ndarray       # bool: will die of wounds (not saved)
+
+
+@dataclass(frozen=True)
+class EventRows:
+    """Event rows of a block (sorted by patient, then time) as numpy columns, with per-patient summaries."""
+
+    idx: np.ndarray          # row-local patient index
+    time: np.ndarray
+    key: np.ndarray          # tie-break order of events at the same second
+    fac: np.ndarray
+    ev: np.ndarray
+    detail: np.ndarray       # index into FlowTables.details
+    seq: np.ndarray
+    last_time: np.ndarray    # per patient: time of the last event
+    last_fac: np.ndarray     # per patient: facility of the last event
 
 
 @dataclass(frozen=True)
@@ -58,26 +113,21 @@ def _pick(rng, probs: np.ndarray) -> np.ndarray:
     return (rng.random(len(probs))[:, None] >= cum).sum(axis=1)
 
 
-def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
-    """Journey of every patient of a block.
-
-    ``p`` holds numpy columns: category, triage, severity, mechanism, region, lethal, instant, mascal, front,
-    day, t0 (injury, seconds after scenario start), local_hour, fracture, spinal, severe_tbi, burn.
-    Returns stage arrays and the death/terminal times that ``emit`` turns into rows.
-    """
+def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Journey:
+    """Journey of every patient of a block: stage arrays and the death/terminal times ``emit`` turns into rows."""
     fl = reference.flow()
     t = tables()
     times = fl["times"][scenario.evacuation_posture]
-    n = len(p["t0"])
-    cat, tri = p["category"], p["triage"]
+    n = len(p.t0)
+    cat, tri = p.category, p.triage
     dnbi_sick = (cat == DIS) | (cat == BSI)
     fac = np.full((n, 5), NA, dtype=np.int64)
     arr = np.full((n, 5), NA, dtype=np.int64)
     dep = np.full((n, 5), NA, dtype=np.int64)
     mode = np.zeros((n, 5), dtype=np.int64)
-    fac[:, 0], arr[:, 0] = POI, p["t0"]
-    vis = env["visibility"][p["front"], p["day"]]
-    mobility = env["mobility"][p["front"], p["day"]]
+    fac[:, 0], arr[:, 0] = POI, p.t0
+    vis = env["visibility"][p.front, p.day]
+    mobility = env["mobility"][p.front, p.day]
     air_ok = vis >= fl["air_min_visibility"]
     air_share = np.array([fl["air_share"][x] for x in TRIAGES])[tri] * times["air_factor"]
 
@@ -85,16 +135,16 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
     poi_med = np.array([times["poi_dwell"][x] for x in TRIAGES] + [times["poi_dwell"]["DNBI"]], dtype=float)
     row = np.where(dnbi_sick, 4, tri)
     dwell = _lognormal_rows(rng, poi_med, row)
-    delay = env["evac_delay_min"][p["front"], p["day"]] * 60
+    delay = env["evac_delay_min"][p.front, p.day] * 60
     night_row = reference.arrivals()["environment"]["night_operations"]
     lo, hi = night_row["night_hours"]
-    at_night = (p["local_hour"] >= lo) | (p["local_hour"] <= hi)
-    delay = delay + np.where(env["night_ops"][p["front"], p["day"]] & at_night, night_row["evac_delay_min"] * 60, 0)
-    dwell = (dwell + delay) * np.where(p["mascal"], fl["mascal_factor"]["poi"], 1.0)
+    at_night = (p.local_hour >= lo) | (p.local_hour <= hi)
+    delay = delay + np.where(env["night_ops"][p.front, p.day] & at_night, night_row["evac_delay_min"] * 60, 0)
+    dwell = (dwell + delay) * np.where(p.mascal, fl["mascal_factor"]["poi"], 1.0)
     onset = fl["cbrn_onset"]
-    cbrn = (p["mechanism"] == _mech("cbrn")) & ~p["lethal"] & (rng.random(n) < onset["p"])
+    cbrn = (p.mechanism == MECHANISM["cbrn"]) & ~p.lethal & (rng.random(n) < onset["p"])
     dwell = dwell + np.where(cbrn, rng.choice(onset["delays_h"], size=n) * 3600, 0)
-    dep[:, 0] = p["t0"] + np.maximum(np.round(dwell), 60).astype(np.int64)
+    dep[:, 0] = p.t0 + np.maximum(np.round(dwell), 60).astype(np.int64)
 
     first = ROUTE_TO[_pick(rng, t.routing[0][tri])]
     first = np.where(dnbi_sick, R1, first)
@@ -117,10 +167,10 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
     untreated = lognormal(rng, [mort["untreated_death_min"]["median"],
                                 mort["untreated_death_min"]["median"] * np.exp(mort["untreated_death_min"]["sigma"] * Z90)], n)
     t_die = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    doomed = p["lethal"].copy()
-    t_die = np.where(p["instant"], p["t0"], t_die)
-    slow = p["lethal"] & ~p["instant"]
-    t_kia = p["t0"] + np.maximum(np.round(untreated), 1).astype(np.int64)
+    doomed = p.lethal.copy()
+    t_die = np.where(p.instant, p.t0, t_die)
+    slow = p.lethal & ~p.instant
+    t_kia = p.t0 + np.maximum(np.round(untreated), 1).astype(np.int64)
     before = slow & (t_kia < A)
     t_die = np.where(before, t_kia, t_die)
     reached = slow & ~before
@@ -149,9 +199,9 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
         sick_r1 = (cat[idx] != BI) & (f == R1)  # disease and non-battle injuries: mostly treated forward
         probs[sick_r1, rtd_col] = np.minimum(probs[sick_r1, rtd_col] * fl["dnbi_r1_rtd_factor"], fl["dnbi_r1_rtd_cap"])
         probs[doomed[idx], rtd_col] = 0                       # the dying are not sent back to duty
-        serious = (p["spinal"][idx] | p["severe_tbi"][idx]) & (f == R2)
+        serious = (p.spinal[idx] | p.severe_tbi[idx]) & (f == R2)
         probs[serious, rtd_col] = 0
-        burn_bypass = p["burn"][idx] & (p["severity"][idx] >= 2) & (f == R1) & (rng.random(len(idx)) < fl["burn_bypass_r1_p"])
+        burn_bypass = p.burn[idx] & (p.severity[idx] >= 2) & (f == R1) & (rng.random(len(idx)) < fl["burn_bypass_r1_p"])
         probs[burn_bypass] = [0, 0, 1, 0, 0]
         probs[probs.sum(axis=1) == 0] = [0, 0, 0, 0, 1]
         nxt = ROUTE_TO[_pick(rng, probs)]
@@ -165,7 +215,7 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
                 rng, np.array([times[onward_key[fc]][x] for x in TRIAGES], dtype=float), tri[idx][sel])
             back = lognormal(rng, times[rtd_key[fc]], sel.sum())
             stay[sel] = np.where(to_rtd[sel], back, onward)
-        stay *= np.where(p["mascal"][idx] & (f <= R2), fl["mascal_factor"]["r1_r2"], 1.0)
+        stay *= np.where(p.mascal[idx] & (f <= R2), fl["mascal_factor"]["r1_r2"], 1.0)
         leave = arr[idx, k] + np.maximum(np.round(stay), 60).astype(np.int64)
         rtd_i = idx[to_rtd]
         terminal[rtd_i], t_term[rtd_i], term_stage[rtd_i] = EV["rtd"], leave[to_rtd], k
@@ -191,9 +241,7 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: dict) -> dict:
     dies = doomed & (t_die <= horizon) & (t_die < t_term)
     natural = (terminal > 0) & ~dies & (t_term <= horizon)
     cutoff = np.where(dies, t_die, np.where(natural, t_term, horizon))
-    return {"fac": fac, "arr": arr, "dep": dep, "mode": mode, "t_die": t_die, "dies": dies, "natural": natural,
-            "terminal": terminal, "t_term": t_term, "term_stage": term_stage, "cutoff": cutoff, "first_mtf": A,
-            "doomed": doomed}
+    return Journey(fac, arr, dep, mode, t_die, dies, natural, terminal, t_term, term_stage, cutoff, A, doomed)
 
 
 def _lognormal_rows(rng, med_p90_rows: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -208,30 +256,20 @@ def _leg(rng, spec: dict, mode: np.ndarray, n: int, factor: float, mobility) -> 
     return np.where(mode == AIR, air, ground)
 
 
-@cache
-def _mech_index() -> dict[str, int]:
-    from core.schema import MECHANISMS
-    return {m: i for i, m in enumerate(MECHANISMS)}
-
-
-def _mech(name: str) -> int:
-    return _mech_index()[name]
-
-
-def outcomes(s: dict) -> np.ndarray:
+def outcomes(s: Journey) -> np.ndarray:
     """Outcome index into schema.OUTCOMES (RTD, KIA, DOW, ROLE4, IN_CARE)."""
-    kia = s["dies"] & (s["t_die"] < s["first_mtf"])
-    dow = s["dies"] & ~kia
-    rtd = s["natural"] & (s["terminal"] == EV["rtd"])
-    role4 = s["natural"] & (s["terminal"] == EV["evacuated"])
+    kia = s.dies & (s.t_die < s.first_mtf)
+    dow = s.dies & ~kia
+    rtd = s.natural & (s.terminal == EV["rtd"])
+    role4 = s.natural & (s.terminal == EV["evacuated"])
     return np.select([rtd, kia, dow, role4], [0, 1, 2, 3], default=4)
 
 
-def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
+def emit(rng: np.random.Generator, p: Casualties, s: Journey) -> EventRows:
     """Event rows (sorted by patient, then time) as numpy columns with a row-local patient index."""
     t = tables()
-    n = len(p["t0"])
-    fac, arr, dep, mode, cutoff = s["fac"], s["arr"], s["dep"], s["mode"], s["cutoff"]
+    n = len(p.t0)
+    fac, arr, dep, mode, cutoff = s.fac, s.arr, s.dep, s.mode, s.cutoff
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("idx", "time", "key", "fac", "ev", "detail")}
 
     def add(idx, time, key, facility, ev, detail):
@@ -244,7 +282,7 @@ def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
         cols["detail"].append(np.broadcast_to(np.asarray(detail, dtype=np.int64), m))
 
     all_idx = np.arange(n)
-    add(all_idx, p["t0"], 0, POI, EV["injury"], 0)
+    add(all_idx, p.t0, 0, POI, EV["injury"], 0)
     for k in range(5):
         if k > 0:
             i = np.flatnonzero(fac[:, k] != NA)
@@ -253,22 +291,22 @@ def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
         add(i, dep[i, k], 10 * k + 8, fac[i, k], EV["departure"], mode[i, k])
     _treatments(rng, p, s, add)
     # terminal events
-    i = np.flatnonzero(s["natural"])
-    st = s["term_stage"][i]
-    add(i, s["t_term"][i], 10 * st + 9, fac[i, st], s["terminal"][i], 0)
-    i = np.flatnonzero(s["dies"])
+    i = np.flatnonzero(s.natural)
+    st = s.term_stage[i]
+    add(i, s.t_term[i], 10 * st + 9, fac[i, st], s.terminal[i], 0)
+    i = np.flatnonzero(s.dies)
     if len(i):
         where, transit_to = death_place(s, i)
         detail = np.where(transit_to != NA, t.detail_index["in_transit:R1"] + transit_to - R1, 0)
-        detail = np.where(p["instant"][i], t.detail_index["dead_at_scene"], detail)
-        add(i, s["t_die"][i], 99, where, EV["death"], detail)
+        detail = np.where(p.instant[i], t.detail_index["dead_at_scene"], detail)
+        add(i, s.t_die[i], 99, where, EV["death"], detail)
         # CPR for deaths that happen at a facility (not in transit, not instant)
         cpr = reference.flow()["cpr"]
-        ok = (transit_to == NA) & ~p["instant"][i] & (rng.random(len(i)) < cpr["p"])
+        ok = (transit_to == NA) & ~p.instant[i] & (rng.random(len(i)) < cpr["p"])
         j = i[ok]
-        stage_start = arr[j, _stage_at(s, j, s["t_die"][j])]
+        stage_start = arr[j, _stage_at(s, j, s.t_die[j])]
         before = (rng.uniform(*cpr["before_death_min"], size=len(j)) * 60).astype(np.int64)
-        add(j, np.maximum(s["t_die"][j] - before, stage_start), 98, where[ok], EV["treatment_start"],
+        add(j, np.maximum(s.t_die[j] - before, stage_start), 98, where[ok], EV["treatment_start"],
             t.detail_index[cpr["code"]])
 
     idx = np.concatenate(cols["idx"])
@@ -282,43 +320,41 @@ def emit(rng: np.random.Generator, p: dict, s: dict) -> dict:
     out = {k: v[order] for k, v in out.items()}
     starts = np.r_[0, np.flatnonzero(np.diff(out["idx"])) + 1]
     counts = np.diff(np.r_[starts, len(out["idx"])])
-    out["seq"] = np.arange(len(out["idx"])) - np.repeat(starts, counts)
     last = np.r_[starts[1:] - 1, len(out["idx"]) - 1]
-    out["last_time"] = out["time"][last]
-    out["last_fac"] = out["fac"][last]
-    return out
+    return EventRows(**out, seq=np.arange(len(out["idx"])) - np.repeat(starts, counts),
+                     last_time=out["time"][last], last_fac=out["fac"][last])
 
 
-def _stage_at(s: dict, i: np.ndarray, when: np.ndarray) -> np.ndarray:
+def _stage_at(s: Journey, i: np.ndarray, when: np.ndarray) -> np.ndarray:
     """The last stage whose arrival is at or before ``when``."""
-    reached = (s["arr"][i] != NA) & (s["arr"][i] <= when[:, None])
+    reached = (s.arr[i] != NA) & (s.arr[i] <= when[:, None])
     return reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1)
 
 
-def death_place(s: dict, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def death_place(s: Journey, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Facility where each death is recorded, and the destination when it happens in transit (else -1)."""
-    when = s["t_die"][i]
+    when = s.t_die[i]
     k = _stage_at(s, i, when)
-    where = s["fac"][i, k]
-    d = s["dep"][i, k]
+    where = s.fac[i, k]
+    d = s.dep[i, k]
     in_transit = (d != NA) & (when > d)
-    dest = s["fac"][i, np.minimum(k + 1, 4)]
+    dest = s.fac[i, np.minimum(k + 1, 4)]
     return where, np.where(in_transit, dest, NA)
 
 
-def _treatments(rng, p: dict, s: dict, add) -> None:
+def _treatments(rng, p: Casualties, s: Journey, add) -> None:
     """Treatments started at each facility, at times inside the stay there (DOMAIN.md §9.1)."""
     t = tables()
-    fac, arr, dep = s["fac"], s["arr"], s["dep"]
+    fac, arr, dep = s.fac, s.arr, s.dep
     n = len(fac)
     rows = np.arange(n)
     for f in range(R4):
         at_f = fac == f                      # a patient is at a given facility in one stage at most
-        here = at_f.any(axis=1) & ~p["instant"]
+        here = at_f.any(axis=1) & ~p.instant
         k = np.argmax(at_f, axis=1)
         start = arr[rows, k]
         leave = dep[rows, k]
-        end = np.where(leave != NA, leave, np.where(s["term_stage"] == k, s["t_term"], s["cutoff"]))
+        end = np.where(leave != NA, leave, np.where(s.term_stage == k, s.t_term, s.cutoff))
         for rule, ok in _rule_masks(p, f):
             i = np.flatnonzero(here & ok & (rng.random(n) < rule["p"]))
             if not len(i):
@@ -328,18 +364,18 @@ def _treatments(rng, p: dict, s: dict, add) -> None:
             add(i, when, 10 * k[i] + 2, f, EV["treatment_start"], t.detail_index[rule["code"]])
 
 
-def _rule_masks(p: dict, facility: int):
+def _rule_masks(p: Casualties, facility: int):
     """Each treatment rule of a facility with the patients it applies to (lookup tables, no isin)."""
     for rule in tables().rules:
         if FACILITIES.index(rule["at"]) != facility:
             continue
-        ok = _lookup(CATEGORIES, rule["categories"])[p["category"]]
+        ok = _lookup(CATEGORIES, rule["categories"])[p.category]
         for key, vocab, col in (("triage", TRIAGES, "triage"), ("regions", REGIONS, "region"),
                                 ("severity", SEVERITIES, "severity")):
             if key in rule:
-                ok = ok & _lookup(vocab, rule[key])[p[col]]
+                ok = ok & _lookup(vocab, rule[key])[getattr(p, col)]
         if rule.get("fracture"):
-            ok = ok & p["fracture"]
+            ok = ok & p.fracture
         yield rule, ok
 
 

@@ -19,8 +19,8 @@ import polars as pl
 from core import arrivals, demographics, flow, injuries, reference, vitals
 from core.scenario import Scenario
 from core.schema import (BLOOD_GROUPS, CATEGORIES, CONDITIONS, DEATH_TYPES, EVENTS, EVENTS_SCHEMA, FACILITIES,
-                         MECHANISMS, OUTCOMES, PATIENTS, RANKS, REGIONS, SEVERITIES, SEXES, TRIAGES, VITAL_CODES,
-                         VITAL_NAMES, VITAL_UNITS, VITAL_SIGNS, VITALS, WARFARE_TYPES, Batch)
+                         MECHANISM, MECHANISMS, OUTCOMES, PATIENTS, RANKS, REGIONS, SEVERITIES, SEXES, TRIAGES,
+                         VITAL_CODES, VITAL_NAMES, VITAL_UNITS, VITAL_SIGNS, VITALS, WARFARE_TYPES, Batch)
 
 BLOCK = 16_384            # part of the reproducibility contract: changing it changes every run's data
 MAX_CHUNK = 5_000_000
@@ -68,15 +68,14 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
 
     demo = demographics.draw(r_demo, scenario, nations, ids, front, category, sk.time_s)
     inj, cond = injuries.draw(r_inj, scenario, category, warfare, front, day, sk.mascal, env)
-    code = inj["condition_code"]
+    code = inj.condition_code
     offsets = np.array([f.utc_offset_h for f in scenario.fronts])
-    p = {"category": category, "triage": inj["triage"], "severity": inj["severity"], "mechanism": inj["mechanism"],
-         "region": inj["body_region"], "lethal": inj["lethal"], "instant": inj["instant"], "mascal": sk.mascal,
-         "front": front, "day": day, "t0": sk.time_s,
-         "local_hour": ((sk.time_s % 86_400) // 3600 + offsets[front]) % 24,
-         "fracture": code.is_in(_fracture_codes()).to_numpy(),
-         "spinal": (code == "1734006").to_numpy(), "severe_tbi": (code == "127295002").to_numpy(),
-         "burn": inj["mechanism"] == MECHANISMS.index("burn")}
+    p = flow.Casualties(
+        category=category, triage=inj.triage, severity=inj.severity, mechanism=inj.mechanism,
+        region=inj.body_region, lethal=inj.lethal, instant=inj.instant, mascal=sk.mascal, front=front, day=day,
+        t0=sk.time_s, local_hour=((sk.time_s % 86_400) // 3600 + offsets[front]) % 24,
+        fracture=code.is_in(_fracture_codes()).to_numpy(), spinal=(code == "1734006").to_numpy(),
+        severe_tbi=(code == "127295002").to_numpy(), burn=inj.mechanism == MECHANISM["burn"])
     journey = flow.simulate(r_flow, scenario, env, p)
     ev = flow.emit(r_flow, p, journey)
     vit = vitals.measurements(r_vit, p, journey, code)
@@ -91,24 +90,24 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
     labels = _lut(arrivals.STREAM_LABELS, pl.String).gather(sk.stream.astype(np.int64))
     patients = pl.DataFrame({
         "patient_id": ids,
-        "service_number": demo["service_number"],
-        "given_name": demo["given_name"],
-        "family_name": demo["family_name"],
-        "sex": enum_col(SEXES, demo["sex"]),
-        "birth_date": pl.Series(demo["birth_date"]).cast(pl.Date),
-        "age": demo["age"],
-        "nationality": demo["nationality"],
-        "rank": enum_col(RANKS, demo["rank"]),
-        "blood_group": enum_col(BLOOD_GROUPS, demo["blood_group"]),
+        "service_number": demo.service_number,
+        "given_name": demo.given_name,
+        "family_name": demo.family_name,
+        "sex": enum_col(SEXES, demo.sex),
+        "birth_date": pl.Series(demo.birth_date).cast(pl.Date),
+        "age": demo.age,
+        "nationality": demo.nationality,
+        "rank": enum_col(RANKS, demo.rank),
+        "blood_group": enum_col(BLOOD_GROUPS, demo.blood_group),
         "front": _lut(tuple(f.name for f in scenario.fronts), pl.String).gather(front),
         "category": enum_col(CATEGORIES, category),
-        "mechanism": enum_col(MECHANISMS, inj["mechanism"]),
-        "body_region": enum_col(REGIONS, inj["body_region"]),
-        "polytrauma": inj["polytrauma"],
+        "mechanism": enum_col(MECHANISMS, inj.mechanism),
+        "body_region": enum_col(REGIONS, inj.body_region),
+        "polytrauma": inj.polytrauma,
         "condition_code": code,
         "condition_display": code.replace_strict(_display_map(), return_dtype=pl.String),
-        "severity": enum_col(SEVERITIES, inj["severity"]),
-        "triage": enum_col(TRIAGES, inj["triage"]),
+        "severity": enum_col(SEVERITIES, inj.severity),
+        "triage": enum_col(TRIAGES, inj.triage),
         "injury_time": ts(sk.time_s),
         "event_id": pl.DataFrame({"f": front + 1, "l": labels, "d": day + 1, "i": sk.incident}).select(
             pl.format("F{}-{}-D{}-{}", "f", "l", pl.col("d").cast(pl.String).str.zfill(3),
@@ -116,36 +115,36 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
         "mass_casualty": sk.mascal,
         "warfare_type": enum_col(WARFARE_TYPES, warfare),
         "outcome": enum_col(OUTCOMES, outcome),
-        "outcome_time": ts(ev["last_time"]),
-        "last_facility": enum_col(FACILITIES, ev["last_fac"]),
+        "outcome_time": ts(ev.last_time),
+        "last_facility": enum_col(FACILITIES, ev.last_fac),
     }).with_columns(death_type=pl.when(pl.Series(dead)).then(death_type))
 
     events = pl.DataFrame({
-        "patient_id": ids[ev["idx"]],
-        "seq": ev["seq"].astype(np.int16),
-        "time": ts(ev["time"]),
-        "facility": enum_col(FACILITIES, ev["fac"]),
-        "event": enum_col(EVENTS, ev["ev"]),
-        "detail": _lut(tuple(flow.tables().details), pl.String).gather(ev["detail"]),
+        "patient_id": ids[ev.idx],
+        "seq": ev.seq.astype(np.int16),
+        "time": ts(ev.time),
+        "facility": enum_col(FACILITIES, ev.fac),
+        "event": enum_col(EVENTS, ev.ev),
+        "detail": _lut(tuple(flow.tables().details), pl.String).gather(ev.detail),
     })
     conditions = pl.DataFrame({
-        "patient_id": ids[cond["idx"]],
-        "rank": _ranks(cond["idx"]).astype(np.int8),
-        "code": cond["code"],
-        "display": cond["code"].replace_strict(_display_map(), return_dtype=pl.String),
-        "body_region": enum_col(REGIONS, cond["body_region"]),
-        "severity": enum_col(SEVERITIES, cond["severity"]),
+        "patient_id": ids[cond.idx],
+        "rank": _ranks(cond.idx).astype(np.int8),
+        "code": cond.code,
+        "display": cond.code.replace_strict(_display_map(), return_dtype=pl.String),
+        "body_region": enum_col(REGIONS, cond.body_region),
+        "severity": enum_col(SEVERITIES, cond.severity),
     })
     # a vital sign is never recorded after the patient's last event
-    vtime = np.minimum(vit["time"], ev["last_time"][vit["idx"]])
+    vtime = np.minimum(vit.time, ev.last_time[vit.idx])
     vitals_df = pl.DataFrame({
-        "patient_id": ids[vit["idx"]],
+        "patient_id": ids[vit.idx],
         "time": ts(vtime),
-        "facility": enum_col(FACILITIES, vit["fac"]),
-        "code": enum_col(VITAL_CODES, vit["code"]),
-        "name": enum_col(VITAL_NAMES, vit["code"]),
-        "value": vit["value"],
-        "unit": enum_col(VITAL_UNITS, _vital_unit_idx()[vit["code"]]),
+        "facility": enum_col(FACILITIES, vit.fac),
+        "code": enum_col(VITAL_CODES, vit.code),
+        "name": enum_col(VITAL_NAMES, vit.code),
+        "value": vit.value,
+        "unit": enum_col(VITAL_UNITS, _vital_unit_idx()[vit.code]),
     })
     return Batch(patients.select(list(PATIENTS)), events.select(list(EVENTS_SCHEMA)),
                  conditions.select(list(CONDITIONS)), vitals_df.select(list(VITALS)))

@@ -14,14 +14,36 @@ import polars as pl
 
 from core import reference
 from core.demographics import draw_rows
-from core.schema import BI_MECHANISMS, CATEGORIES, MECHANISMS, NBI_MECHANISMS, REGIONS, SEVERITIES, TRIAGES
+from core.schema import (BI, BI_MECHANISMS, BSI, CATEGORIES, DIS, MECHANISM as MECH, MECHANISMS, NBI,
+                         NBI_MECHANISMS, REGION as REG, REGIONS, SEVERITIES, TRIAGES, WARFARE_TYPES)
 
-BI, NBI, DIS, BSI = range(4)
-NONE = MECHANISMS.index("none")
-MECH = {m: i for i, m in enumerate(MECHANISMS)}
-REG = {r: i for i, r in enumerate(REGIONS)}
+NONE = MECH["none"]
 MULTIPLE, SYSTEMIC = REG["multiple"], REG["systemic"]
 EXTREMITIES = (REG["upper_extremity"], REG["lower_extremity"])
+
+
+@dataclass(frozen=True)
+class Injuries:
+    """What happened to each patient of a block (numpy columns of vocabulary codes, patient order)."""
+
+    mechanism: np.ndarray        # index into MECHANISMS
+    body_region: np.ndarray      # index into REGIONS (primary condition)
+    polytrauma: np.ndarray       # bool
+    severity: np.ndarray         # index into SEVERITIES
+    triage: np.ndarray           # index into TRIAGES
+    condition_code: pl.Series    # SNOMED CT code of the primary condition
+    lethal: np.ndarray           # bool: on a lethal trajectory (drawn once, at injury)
+    instant: np.ndarray          # bool: dead at the scene
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The conditions table of a block: one row per coded condition, primary first per patient."""
+
+    idx: np.ndarray              # row-local patient index
+    code: pl.Series
+    body_region: np.ndarray
+    severity: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,6 @@ class Tables:
 @cache
 def tables() -> Tables:
     inj, fl = reference.injuries(), reference.flow()
-    from core.schema import WARFARE_TYPES
     nm = len(MECHANISMS)
     cols = inj["bi_mechanism"]["_columns"]
     bi_mech = np.zeros((len(WARFARE_TYPES), nm))
@@ -138,7 +159,7 @@ def _pick_codes(rng, t: Tables, battle, mech, region, sev) -> pl.Series:
 
 
 def draw(rng: np.random.Generator, scenario, category: np.ndarray, warfare: np.ndarray, front: np.ndarray,
-         day: np.ndarray, mascal: np.ndarray, env: dict) -> tuple[dict, dict]:
+         day: np.ndarray, mascal: np.ndarray, env: dict) -> tuple[Injuries, Conditions]:
     """Patient injury columns and the conditions table columns (with row-local patient index ``idx``)."""
     t = tables()
     n = len(category)
@@ -200,9 +221,7 @@ def draw(rng: np.random.Generator, scenario, category: np.ndarray, warfare: np.n
     tri = np.where(instant, 3, tri)
 
     cond = _conditions(rng, t, category, mech, region, sev, polytrauma, warfare, code)
-    patient = {"mechanism": mech, "body_region": region, "polytrauma": polytrauma, "severity": sev,
-               "triage": tri, "condition_code": code, "lethal": lethal, "instant": instant}
-    return patient, cond
+    return Injuries(mech, region, polytrauma, sev, tri, code, lethal, instant), cond
 
 
 def _scatter(n: int, parts: list[tuple[np.ndarray, pl.Series]]) -> pl.Series:
@@ -214,7 +233,7 @@ def _scatter(n: int, parts: list[tuple[np.ndarray, pl.Series]]) -> pl.Series:
     return values.gather(order)
 
 
-def _conditions(rng, t: Tables, category, mech, region, sev, polytrauma, warfare, primary: pl.Series) -> dict:
+def _conditions(rng, t: Tables, category, mech, region, sev, polytrauma, warfare, primary: pl.Series) -> Conditions:
     inj = reference.injuries()
     sec = inj["secondary"]
     n = len(category)
@@ -283,7 +302,6 @@ def _conditions(rng, t: Tables, category, mech, region, sev, polytrauma, warfare
         sec["shock"]["code"], SYSTEMIC, sev)
     add(injured & (sev >= 2) & (region == REG["thorax"]) & (primary != sec["tension_pneumothorax"]["code"]).to_numpy()
         & (rng.random(n) < sec["tension_pneumothorax"]["p"]), sec["tension_pneumothorax"]["code"], REG["thorax"], sev)
-    from core.schema import WARFARE_TYPES
     naval = (category == BI) & (warfare == WARFARE_TYPES.index("naval")) & (rng.random(n) < sec["naval_immersion"]["p"])
     nidx = np.flatnonzero(naval)
     if len(nidx):
@@ -304,8 +322,8 @@ def _conditions(rng, t: Tables, category, mech, region, sev, polytrauma, warfare
     frame = (frame.with_row_index("order")
              .unique(subset=["idx", "code", "body_region"], keep="first", maintain_order=True)
              .sort(["idx", "primary", "order"], descending=[False, True, False]))
-    return {"idx": frame["idx"].to_numpy(), "code": frame["code"], "body_region": frame["body_region"].to_numpy(),
-            "severity": frame["severity"].to_numpy()}
+    return Conditions(frame["idx"].to_numpy(), frame["code"], frame["body_region"].to_numpy(),
+                      frame["severity"].to_numpy())
 
 
-__all__ = ["draw", "tables", "BI_MECHANISMS", "NBI_MECHANISMS"]
+__all__ = ["draw", "tables", "Injuries", "Conditions", "BI_MECHANISMS", "NBI_MECHANISMS"]

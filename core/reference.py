@@ -65,6 +65,12 @@ def vitals() -> dict:
 
 
 @cache
+def calibration_targets() -> MappingProxyType:
+    """Published calibration targets by id: metric, low, high (proportions) and source."""
+    return MappingProxyType(_json("calibration.json")["targets"])
+
+
+@cache
 def _presets_file() -> dict:
     return _json("presets.json")
 

@@ -33,6 +33,14 @@ SEXES = ("male", "female")
 WARFARE_TYPES = ("conventional", "artillery", "urban", "guerrilla", "drone", "naval", "cbrn", "peacekeeping")
 DEATH_TYPES = ("battle", "non_battle")
 
+# integer codes of the vocabularies above, as the engine's numpy columns hold them (position in the tuple)
+BI, NBI, DIS, BSI = (CATEGORIES.index(c) for c in ("BI", "NBI", "DIS", "BSI"))
+POI, R1, R2, R3, R4 = (FACILITIES.index(f) for f in ("POI", "R1", "R2", "R3", "R4"))
+T1, T2, T3, T4 = (TRIAGES.index(t) for t in ("T1", "T2", "T3", "T4"))
+EVENT = {e: i for i, e in enumerate(EVENTS)}
+MECHANISM = {m: i for i, m in enumerate(MECHANISMS)}
+REGION = {r: i for i, r in enumerate(REGIONS)}
+
 # LOINC code -> (LOINC short name, UCUM unit, LOINC long common name); order is the order of a measurement set.
 # The contract's `name` column is the short name; FHIR displays use the long common name.
 VITAL_SIGNS = {
