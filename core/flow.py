@@ -64,6 +64,23 @@ class Journey:
     cutoff: np.ndarray       # last time anything is recorded for the patient
     first_mtf: np.ndarray    # arrival at the first medical treatment facility
     doomed: np.ndarray       # bool: will die of wounds (not saved)
+    # the draws behind the journey, for the medical plan (core.capacity) to replay it under constraints
+    t_kia: np.ndarray        # untreated death time of a lethal course (int64 max when instant)
+    salvage_draw: np.ndarray  # the uniform that decided salvage at the first facility
+    dow_delay: np.ndarray    # first facility to death of wounds, when not saved
+    ground_leg: np.ndarray   # (n, 5): the leg into each stage by road (equal to the leg when driven)
+
+
+@dataclass(frozen=True)
+class Care:
+    """When care actually started under a medical plan (core.capacity), per stage (n, 5); NA where none."""
+
+    start: np.ndarray        # first care at the stage (Role 1 team, resuscitation, operating table or bed)
+    surgery: np.ndarray      # start of surgery at the stage
+    diverted: np.ndarray     # bool: the patient was taken past a saturated facility to this one
+
+
+SURGERY = "387713003"  # SNOMED CT surgical procedure: under a medical plan it starts when a table is free
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,8 @@ def tables() -> FlowTables:
     routing = np.array([[r[f][t] for t in TRIAGES] for f in ("POI", "R1", "R2", "R3")], dtype=float)
     routing /= routing.sum(axis=2, keepdims=True)
     codes = sorted({rule["code"] for rule in fl["treatments"]} | {fl["cpr"]["code"]})
-    details = [None, "ground", "air", "dead_at_scene"] + [f"in_transit:{f}" for f in FACILITIES[1:]] + codes
+    details = ([None, "ground", "air", "dead_at_scene"] + [f"in_transit:{f}" for f in FACILITIES[1:]] + codes
+               + ["diverted"])
     return FlowTables(routing, details, {d: i for i, d in enumerate(details) if d}, fl["treatments"])
 
 
@@ -150,9 +168,10 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Jo
     first = np.where(dnbi_sick, R1, first)
     by_air_r1 = air_ok & (rng.random(n) < air_share)
     m0 = np.where(first == R1, np.where(by_air_r1, AIR, GROUND), np.where(air_ok, AIR, GROUND))
-    transit = lognormal(rng, times["poi_r1"], n) / np.where(m0 == GROUND, mobility, 1.0)
-    leg12 = _leg(rng, times["r1_r2"], m0, n, times["transit_factor"], mobility)
-    leg23 = _leg(rng, times["r2_r3"], m0, n, times["transit_factor"], mobility)
+    base = lognormal(rng, times["poi_r1"], n)
+    transit = base / np.where(m0 == GROUND, mobility, 1.0)
+    leg12, road12 = _leg(rng, times["r1_r2"], m0, n, times["transit_factor"], mobility)
+    leg23, road23 = _leg(rng, times["r2_r3"], m0, n, times["transit_factor"], mobility)
     # a MEDEVAC helicopter flies straight to the Role 2/3 it bypasses to; by road the legs add up
     by_road = transit + np.where(first >= R2, leg12, 0) + np.where(first >= R3, leg23, 0)
     direct = np.where(first == R2, leg12, leg23)
@@ -160,6 +179,9 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Jo
     mode[:, 0] = m0
     fac[:, 1] = first
     arr[:, 1] = dep[:, 0] + np.maximum(np.round(transit), 60).astype(np.int64)
+    ground_leg = np.full((n, 5), NA, dtype=np.int64)
+    road = base / mobility + np.where(first >= R2, road12, 0) + np.where(first >= R3, road23, 0)
+    ground_leg[:, 1] = np.maximum(np.round(road), 60).astype(np.int64)
 
     # --- death process: drawn once, decided against the arrival at the first MTF ----------------------
     mort = fl["mortality"]
@@ -176,10 +198,12 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Jo
     reached = slow & ~before
     slack_min = np.maximum(t_kia - A, 0) / 60
     salvage = mort["salvage"]["max"] * (1 - np.exp(-slack_min / mort["salvage"]["scale_min"]))
-    saved = reached & (rng.random(n) < salvage)
+    salvage_draw = rng.random(n)
+    saved = reached & (salvage_draw < salvage)
     doomed &= ~saved
     x = lognormal(rng, mort["dow_after_arrival_min"], n)
-    t_die = np.where(reached & ~saved, A + np.maximum(np.round(x), 60).astype(np.int64), t_die)
+    dow_delay = np.maximum(np.round(x), 60).astype(np.int64)
+    t_die = np.where(reached & ~saved, A + dow_delay, t_die)
 
     # --- R1..R3: routing, dwell, onward transit ---------------------------------------------------------
     terminal = np.zeros(n, dtype=np.int64)             # 0 none, EV["rtd"], EV["evacuated"]
@@ -227,13 +251,20 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Jo
         m = np.where(dest == R4, AIR, m)
         from_f = f[go]
         leg = np.zeros(len(gi))
-        leg += np.where((from_f == R1) & (dest >= R2) & (dest <= R3), _leg(rng, times["r1_r2"], m, len(gi), times["transit_factor"], mobility[gi]), 0)
-        leg += np.where((from_f <= R2) & (dest == R3), _leg(rng, times["r2_r3"], m, len(gi), times["transit_factor"], mobility[gi]), 0)
-        leg += np.where(dest == R4, lognormal(rng, times["r3_r4"], len(gi)), 0)
+        road = np.zeros(len(gi))
+        to_r2 = (from_f == R1) & (dest >= R2) & (dest <= R3)
+        to_r3 = (from_f <= R2) & (dest == R3)
+        flown, driven = _leg(rng, times["r1_r2"], m, len(gi), times["transit_factor"], mobility[gi])
+        leg, road = leg + np.where(to_r2, flown, 0), road + np.where(to_r2, driven, 0)
+        flown, driven = _leg(rng, times["r2_r3"], m, len(gi), times["transit_factor"], mobility[gi])
+        leg, road = leg + np.where(to_r3, flown, 0), road + np.where(to_r3, driven, 0)
+        strategic = np.where(dest == R4, lognormal(rng, times["r3_r4"], len(gi)), 0)
+        leg, road = leg + strategic, road + strategic
         mode[gi, k] = m
         if k + 1 < 5:
             fac[gi, k + 1] = dest
             arr[gi, k + 1] = leave[go] + np.maximum(np.round(leg), 60).astype(np.int64)
+            ground_leg[gi, k + 1] = np.maximum(np.round(road), 60).astype(np.int64)
             r4 = dest == R4
             terminal[gi[r4]], t_term[gi[r4]], term_stage[gi[r4]] = EV["evacuated"], arr[gi[r4], k + 1], k + 1
 
@@ -241,7 +272,8 @@ def simulate(rng: np.random.Generator, scenario, env: dict, p: Casualties) -> Jo
     dies = doomed & (t_die <= horizon) & (t_die < t_term)
     natural = (terminal > 0) & ~dies & (t_term <= horizon)
     cutoff = np.where(dies, t_die, np.where(natural, t_term, horizon))
-    return Journey(fac, arr, dep, mode, t_die, dies, natural, terminal, t_term, term_stage, cutoff, A, doomed)
+    return Journey(fac, arr, dep, mode, t_die, dies, natural, terminal, t_term, term_stage, cutoff, A, doomed,
+                   np.where(slow, t_kia, np.iinfo(np.int64).max), salvage_draw, dow_delay, ground_leg)
 
 
 def _lognormal_rows(rng, med_p90_rows: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -250,10 +282,11 @@ def _lognormal_rows(rng, med_p90_rows: np.ndarray, row: np.ndarray) -> np.ndarra
     return med * 60 * np.exp(sigma * rng.standard_normal(len(row)))
 
 
-def _leg(rng, spec: dict, mode: np.ndarray, n: int, factor: float, mobility) -> np.ndarray:
+def _leg(rng, spec: dict, mode: np.ndarray, n: int, factor: float, mobility) -> tuple[np.ndarray, np.ndarray]:
+    """The leg by each patient's means, and the same leg by road."""
     ground = lognormal(rng, spec["ground"], n) * factor / mobility
     air = lognormal(rng, spec["air"], n) * factor
-    return np.where(mode == AIR, air, ground)
+    return np.where(mode == AIR, air, ground), ground
 
 
 def outcomes(s: Journey) -> np.ndarray:
@@ -265,8 +298,11 @@ def outcomes(s: Journey) -> np.ndarray:
     return np.select([rtd, kia, dow, role4], [0, 1, 2, 3], default=4)
 
 
-def emit(rng: np.random.Generator, p: Casualties, s: Journey) -> EventRows:
-    """Event rows (sorted by patient, then time) as numpy columns with a row-local patient index."""
+def emit(rng: np.random.Generator, p: Casualties, s: Journey, care: Care | None = None) -> EventRows:
+    """Event rows (sorted by patient, then time) as numpy columns with a row-local patient index.
+
+    With ``care`` (a medical plan), treatments start from when care started rather than from the arrival,
+    surgery is recorded when it started, and an arrival past a saturated facility says ``diverted``."""
     t = tables()
     n = len(p.t0)
     fac, arr, dep, mode, cutoff = s.fac, s.arr, s.dep, s.mode, s.cutoff
@@ -286,10 +322,15 @@ def emit(rng: np.random.Generator, p: Casualties, s: Journey) -> EventRows:
     for k in range(5):
         if k > 0:
             i = np.flatnonzero(fac[:, k] != NA)
-            add(i, arr[i, k], 10 * k + 1, fac[i, k], EV["arrival"], 0)
+            detail = 0 if care is None else np.where(care.diverted[i, k], t.detail_index["diverted"], 0)
+            add(i, arr[i, k], 10 * k + 1, fac[i, k], EV["arrival"], detail)
         i = np.flatnonzero(dep[:, k] != NA)
         add(i, dep[i, k], 10 * k + 8, fac[i, k], EV["departure"], mode[i, k])
-    _treatments(rng, p, s, add)
+    _treatments(rng, p, s, add, care)
+    if care is not None:
+        for k in range(1, 5):
+            i = np.flatnonzero(care.surgery[:, k] != NA)
+            add(i, care.surgery[i, k], 10 * k + 2, fac[i, k], EV["treatment_start"], t.detail_index[SURGERY])
     # terminal events
     i = np.flatnonzero(s.natural)
     st = s.term_stage[i]
@@ -342,8 +383,9 @@ def death_place(s: Journey, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return where, np.where(in_transit, dest, NA)
 
 
-def _treatments(rng, p: Casualties, s: Journey, add) -> None:
-    """Treatments started at each facility, at times inside the stay there (DOMAIN.md §9.1)."""
+def _treatments(rng, p: Casualties, s: Journey, add, care: Care | None = None) -> None:
+    """Treatments started at each facility, at times inside the stay there (DOMAIN.md §9.1); under a medical
+    plan from when care started, and surgery only as the plan's operating tables gave it."""
     t = tables()
     fac, arr, dep = s.fac, s.arr, s.dep
     n = len(fac)
@@ -353,9 +395,15 @@ def _treatments(rng, p: Casualties, s: Journey, add) -> None:
         here = at_f.any(axis=1) & ~p.instant
         k = np.argmax(at_f, axis=1)
         start = arr[rows, k]
+        if care is not None and f > POI:
+            started = care.start[rows, k]
+            here &= started != NA
+            start = np.where(started != NA, started, start)
         leave = dep[rows, k]
         end = np.where(leave != NA, leave, np.where(s.term_stage == k, s.t_term, s.cutoff))
         for rule, ok in _rule_masks(p, f):
+            if care is not None and rule["code"] == SURGERY and f >= R2:
+                continue
             i = np.flatnonzero(here & ok & (rng.random(n) < rule["p"]))
             if not len(i):
                 continue

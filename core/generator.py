@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Callable, Iterator
 
@@ -20,7 +21,8 @@ from core import arrivals, demographics, flow, injuries, reference, vitals
 from core.scenario import Scenario
 from core.schema import (BLOOD_GROUPS, CATEGORIES, CONDITIONS, DEATH_TYPES, EVENTS, EVENTS_SCHEMA, FACILITIES,
                          MECHANISM, MECHANISMS, OUTCOMES, PATIENTS, RANKS, REGIONS, SEVERITIES, SEXES, TRIAGES,
-                         VITAL_CODES, VITAL_NAMES, VITAL_UNITS, VITAL_SIGNS, VITALS, WARFARE_TYPES, Batch)
+                         VITAL_CODES, VITAL_NAMES, VITAL_UNITS, VITAL_SIGNS, VITALS, WARFARE_TYPES, CAPACITY_COLUMNS,
+                         Batch)
 
 BLOCK = 16_384            # part of the reproducibility contract: changing it changes every run's data
 MAX_CHUNK = 5_000_000
@@ -53,13 +55,32 @@ def _vital_unit_idx() -> np.ndarray:
     return np.array([VITAL_UNITS.index(VITAL_SIGNS[c][1]) for c in VITAL_CODES])
 
 
-def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skeleton) -> Batch:
-    """All four tables for patients ``block * BLOCK + 1`` ... (as many as the skeleton holds)."""
+@dataclass
+class Prepared:
+    """A block up to its intended journey: everything drawn, nothing emitted yet (the medical plan may still
+    change the journey). Randomness already used stays used: the flow and vitals streams continue in
+    ``finish_block``, so a block is the same wherever its two halves run."""
+
+    block: int
+    ids: np.ndarray
+    sk: arrivals.Skeleton
+    demo: demographics.Demographics
+    inj: injuries.Injuries
+    cond: injuries.Conditions
+    p: flow.Casualties
+    journey: flow.Journey
+    r_flow: np.random.Generator
+    r_vit: np.random.Generator
+    capacity: np.ndarray | None = None   # the medical plan's rows for this block (core.capacity.inputs)
+
+
+def prepare_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skeleton) -> Prepared:
+    """Identity, injuries and the intended journey of patients ``block * BLOCK + 1`` ... (as many as ``sk``)."""
     n = len(sk)
     first_id = block * BLOCK + 1
     ids = np.arange(first_id, first_id + n, dtype=np.int64)
-    r_demo, r_inj, r_flow, r_vit = (np.random.default_rng(s)
-                                    for s in np.random.SeedSequence([scenario.seed, 2, block]).spawn(4))
+    streams = np.random.SeedSequence([scenario.seed, 2, block]).spawn(4 if scenario.medical_plan is None else 5)
+    r_demo, r_inj, r_flow, r_vit = (np.random.default_rng(s) for s in streams[:4])
     category = sk.category.astype(np.int64)
     front = sk.front.astype(np.int64)
     warfare = sk.warfare.astype(np.int64)
@@ -77,7 +98,28 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
         fracture=code.is_in(_fracture_codes()).to_numpy(), spinal=(code == "1734006").to_numpy(),
         severe_tbi=(code == "127295002").to_numpy(), burn=inj.mechanism == MECHANISM["burn"])
     journey = flow.simulate(r_flow, scenario, env, p)
-    ev = flow.emit(r_flow, p, journey)
+    prepared = Prepared(block, ids, sk, demo, inj, cond, p, journey, r_flow, r_vit)
+    if scenario.medical_plan is not None:
+        from core.capacity.model import inputs
+        prepared.capacity = inputs(np.random.default_rng(streams[4]), scenario, env, p, journey, first_id - 1)
+    return prepared
+
+
+def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skeleton) -> Batch:
+    """All four tables for patients ``block * BLOCK + 1`` ... (as many as the skeleton holds), without a plan."""
+    return finish_block(scenario, prepare_block(scenario, env, block, sk))
+
+
+def finish_block(scenario: Scenario, prep: Prepared, settled=None) -> Batch:
+    """The four tables of a prepared block: its intended journey, or the journey a medical plan gave it
+    (``settled``: core.capacity.model.Settled, whose extra columns then join the patients table)."""
+    ids, sk, demo, inj, cond, p = prep.ids, prep.sk, prep.demo, prep.inj, prep.cond, prep.p
+    code = inj.condition_code
+    category, front, warfare, day = p.category, p.front, sk.warfare.astype(np.int64), p.day
+    journey = prep.journey if settled is None else settled.journey
+    care = None if settled is None else flow.Care(settled.care, settled.operated, settled.diverted)
+    r_flow, r_vit = prep.r_flow, prep.r_vit
+    ev = flow.emit(r_flow, p, journey, care)
     vit = vitals.measurements(r_vit, p, journey, code)
     outcome = flow.outcomes(journey)
     start_us = int(scenario.start.timestamp()) * US
@@ -112,7 +154,7 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
         "event_id": pl.DataFrame({"f": front + 1, "l": labels, "d": day + 1, "i": sk.incident}).select(
             pl.format("F{}-{}-D{}-{}", "f", "l", pl.col("d").cast(pl.String).str.zfill(3),
                       pl.col("i").cast(pl.String).str.zfill(5))).to_series(),
-        "mass_casualty": sk.mascal,
+        "mass_casualty": sk.mascal if settled is None else settled.mascal,
         "warfare_type": enum_col(WARFARE_TYPES, warfare),
         "outcome": enum_col(OUTCOMES, outcome),
         "outcome_time": ts(ev.last_time),
@@ -146,7 +188,12 @@ def generate_block(scenario: Scenario, env: dict, block: int, sk: arrivals.Skele
         "value": vit.value,
         "unit": enum_col(VITAL_UNITS, _vital_unit_idx()[vit.code]),
     })
-    return Batch(patients.select(list(PATIENTS)), events.select(list(EVENTS_SCHEMA)),
+    columns = list(PATIENTS)
+    if settled is not None:
+        patients = patients.with_columns(pl.Series("wait_min", settled.wait_min, dtype=pl.Int32),
+                                         pl.Series("diversions", settled.diversions, dtype=pl.Int8))
+        columns += list(CAPACITY_COLUMNS)
+    return Batch(patients.select(columns), events.select(list(EVENTS_SCHEMA)),
                  conditions.select(list(CONDITIONS)), vitals_df.select(list(VITALS)))
 
 
@@ -201,41 +248,79 @@ def rechunk(blocks: Iterator[Batch], chunk_size: int) -> Iterator[Batch]:
 _worker_env: dict = {}
 
 
-def _work(args):
-    scenario, block, sk, transform = args
+def _environment(scenario: Scenario) -> dict:
     key = scenario.sha256()
     if key not in _worker_env:
         _worker_env.clear()
         _worker_env[key] = arrivals.environment_effects(scenario)
-    batch = generate_block(scenario, _worker_env[key], block, sk)
+    return _worker_env[key]
+
+
+def _work(args):
+    scenario, block, sk, transform = args
+    batch = generate_block(scenario, _environment(scenario), block, sk)
     return batch if transform is None else (batch, transform(batch))
 
 
-def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None) -> Iterator:
-    """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes.
+def _prepare(args) -> Prepared:
+    scenario, block, sk = args
+    return prepare_block(scenario, _environment(scenario), block, sk)
 
-    With ``transform`` (a picklable top-level callable) yields ``(block, transform(block))`` pairs instead, the
-    transform run where the block was made: in the worker process when ``workers`` > 1."""
+
+def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = ()) -> Iterator:
+    """``work((scenario, block, skeleton, *extra))`` for every block, in block order, here or in ``workers``
+    processes; bounded in-flight work keeps memory flat when the consumer is slower than the workers."""
     plan = arrivals.make_plan(scenario)
     skeletons = arrivals.blocks(plan, BLOCK)
     if workers <= 1:
+        _worker_env.clear()
+        _worker_env[scenario.sha256()] = plan.env
         for b, sk in enumerate(skeletons):
-            block = generate_block(scenario, plan.env, b, sk)
-            yield block if transform is None else (block, transform(block))
+            yield work((scenario, b, sk, *extra))
         return
-    # bounded in-flight work keeps memory flat when the writer is slower than the workers
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
-            pending.append(pool.submit(_work, (scenario, b, sk, transform)))
+            pending.append(pool.submit(work, (scenario, b, sk, *extra)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
+def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None,
+           simulation=None) -> Iterator:
+    """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes.
+
+    With ``transform`` (a picklable top-level callable) yields ``(block, transform(block))`` pairs instead, the
+    transform run where the block was made: in the worker process when ``workers`` > 1. A scenario with a medical
+    plan runs it in this process (``simulation``: a core.capacity.model.Simulation to read afterwards, else a new
+    one); its blocks come out once every journey in them is settled."""
+    if scenario.medical_plan is not None:
+        yield from _planned(scenario, workers, transform, simulation)
+        return
+    yield from _in_order(_work, scenario, workers, (transform,))
+
+
+def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterator:
+    from core.capacity.model import Simulation
+    sim = simulation if simulation is not None else Simulation(scenario)
+
+    def settled() -> Iterator:
+        for done in sim.settled():
+            batch = finish_block(scenario, done.payload, done)
+            yield batch if transform is None else (batch, transform(batch))
+
+    for prep in _in_order(_prepare, scenario, workers):
+        rows, prep.capacity = prep.capacity, None
+        sim.add(rows, prep, flow.outcomes(prep.journey))
+        yield from settled()
+    sim.finish()
+    yield from settled()
+
+
 def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
-           transform: Callable[[Batch], Any] | None = None) -> Iterator:
+           transform: Callable[[Batch], Any] | None = None, simulation=None) -> Iterator:
     """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order.
 
     With ``transform`` (a picklable top-level callable, run on each BLOCK in the worker that generated it) yields
@@ -243,12 +328,12 @@ def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1
     this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size."""
     check_options(chunk_size, workers)
     if transform is None:
-        yield from rechunk(blocks(scenario, workers), chunk_size)
+        yield from rechunk(blocks(scenario, workers, simulation=simulation), chunk_size)
         return
     done: deque = deque()  # (last patient id of a block, its transform result), in block order
 
     def tagged() -> Iterator[Batch]:
-        for block, extra in blocks(scenario, workers, transform):
+        for block, extra in blocks(scenario, workers, transform, simulation):
             done.append((block.last_id if block.size else 0, extra))
             yield block
 
@@ -266,6 +351,6 @@ def check_options(chunk_size: int, workers: int) -> None:
         raise ValueError(f"workers {workers!r} is not allowed (a whole number from 1 to 64)")
 
 
-def generate(scenario: Scenario) -> Batch:
+def generate(scenario: Scenario, simulation=None) -> Batch:
     """The whole run in memory (small runs, tests and previews only)."""
-    return _concat(list(blocks(scenario)))
+    return _concat(list(blocks(scenario, simulation=simulation)))

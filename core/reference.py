@@ -60,6 +60,11 @@ def flow() -> dict:
 
 
 @cache
+def capacity() -> dict:
+    return _json("capacity.json")
+
+
+@cache
 def vitals() -> dict:
     return _json("vitals.json")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import reference
+from core.capacity.plan import MedicalPlan, parse as parse_plan
 from core.schema import CATEGORIES, TRIAGES, WARFARE_TYPES
 
 INTENSITIES = ("low", "medium", "high", "extreme")
@@ -89,6 +90,7 @@ class Scenario:
     allow_partners: bool
     triage_override: dict[str, dict[str, float]] = field(default_factory=dict)
     care_quality: float = 1.0
+    medical_plan: MedicalPlan | None = None  # None: an unconstrained health system (as before plans existed)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -119,6 +121,11 @@ class Scenario:
                     env[key] = list(env[key])
         d["special_events"] = [{k: v for k, v in e.items() if v is not None} for e in d["special_events"]]
         d["fronts"] = [{k: v for k, v in f.items() if v is not None} for f in d["fronts"]]
+        # without a plan the scenario's JSON (and sha256) is what it was before plans existed
+        if self.medical_plan is None:
+            del d["medical_plan"]
+        else:
+            d["medical_plan"] = self.medical_plan.to_dict()
         return d
 
     def canonical_json(self) -> str:
@@ -210,9 +217,11 @@ def preset(preset_id: str) -> Scenario:
     presets = reference.presets()
     if preset_id not in presets:
         raise ScenarioError([f"unknown preset '{preset_id}' (allowed: {', '.join(presets)})"])
-    data = dict(presets[preset_id])
-    data.setdefault("description", f"Preset {preset_id} (DOMAIN.md §2.2)")
-    return Scenario.from_dict(data)
+    data = {k: v for k, v in presets[preset_id].items() if k != "_patients_from_force_size"}
+    data.setdefault("description", f"Preset {preset_id}")
+    scenario = Scenario.from_dict(data)
+    # a preset sized by its force: N, the battle-injury share and front shares from the published daily rates
+    return scenario.from_force_size() if presets[preset_id].get("_patients_from_force_size") else scenario
 
 
 def parse_json(text: str) -> Scenario:
@@ -354,6 +363,9 @@ class _Validator:
         events = self.special_events(d.get("special_events", []), days, front_names)
         env = self.environment(d.get("environment", []), days, front_names)
         override = self.triage_override(d.get("triage_override") or {})
+        plan = None
+        if fronts:  # the plan's fronts are the scenario's fronts
+            plan = parse_plan(d.get("medical_plan"), front_names, self.problems, _fmt)
         if self.problems:
             raise ScenarioError(self.problems)
         return Scenario(name=name, description=description, patients=patients, days=days, start=start,
@@ -361,7 +373,7 @@ class _Validator:
                         intensity=intensity, tempo=tempo, dnbi_tempo=dnbi_tempo, special_events=events,
                         environment=env, fronts=fronts, evacuation_posture=posture,
                         mascal_threshold=threshold, allow_partners=allow_partners, triage_override=override,
-                        care_quality=care_quality)
+                        care_quality=care_quality, medical_plan=plan)
 
     def start(self, value: Any) -> datetime | None:
         if isinstance(value, str):

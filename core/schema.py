@@ -92,6 +92,13 @@ PATIENTS = {
     "death_type": enum(DEATH_TYPES),
 }
 
+# extra patient columns of a run with a medical plan (core.capacity)
+CAPACITY_COLUMNS = {
+    "wait_min": pl.Int32,    # minutes waited for Role 1 teams, beds, operating tables and vehicles
+    "diversions": pl.Int8,   # times taken past a saturated facility
+}
+PATIENTS_WITH_PLAN = {**PATIENTS, **CAPACITY_COLUMNS}
+
 EVENTS_SCHEMA = {
     "patient_id": pl.Int64,
     "seq": pl.Int16,

@@ -1,0 +1,214 @@
+"""What a planner reads of a run with a medical plan (docs/capacity.md): the capacity report, its flat figures
+for replications, the load of every facility and resource over time, and a one-screen text version.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+from core.capacity import des
+from core.capacity.model import RESOURCE_NAMES, Simulation
+from core.schema import CATEGORIES, OUTCOMES
+
+KIA, DOW = OUTCOMES.index("KIA"), OUTCOMES.index("DOW")
+# what each kind of resource counts, for a reader
+UNITS = {des.K_FIRST: "teams", des.K_OT: "tables", des.K_ICU: "beds", des.K_HOLD: "beds", des.K_AMB: "vehicles",
+         des.K_HELI: "helicopters", des.K_STRAT: "seats per sortie", des.K_AMBQ: "", des.K_HELIQ: ""}
+VERDICTS = {"holds": "The plan holds", "strained": "The plan is strained", "overwhelmed": "The plan is overwhelmed"}
+
+
+def _resource_label(kind: int, role: str) -> str:
+    if kind == des.K_FIRST:
+        return "treatment teams" if role == "R1" else "resuscitation beds"
+    return RESOURCE_NAMES[kind]
+
+
+def resources(sim: Simulation) -> list[dict]:
+    """One row per facility resource and vehicle pool that exists or was used."""
+    RS, rows = sim.RS, []
+    nfac = len(sim.facilities)
+    fronts = [f.name for f in sim.scenario.fronts]
+    for r in range(RS.shape[0]):
+        kind = int(RS[r, des.RS_KIND])
+        if r < nfac * des.SLOTS:
+            fac = sim.facilities[r // des.SLOTS]
+            facility, role, front = fac.name, fac.role, fac.front
+        elif kind == des.K_STRAT:
+            facility, role, front = "Strategic aeromedical evacuation", "R4", "theatre"
+        else:
+            front = fronts[int(RS[r, des.RS_FAC])]
+            facility, role = f"{'Ambulances' if kind == des.K_AMB else 'Helicopters'} ({front})", "evacuation"
+        queue_only = kind in (des.K_AMBQ, des.K_HELIQ)
+        capacity = int(RS[r, des.RS_TABLES] if kind == des.K_OT else RS[r, des.RS_CAP])
+        if queue_only and not RS[r, des.RS_SERVED]:
+            continue
+        if not queue_only and capacity == 0 and not RS[r, des.RS_SERVED]:
+            continue  # not part of this facility (a Role 1 has no operating table) or an empty pool
+        served = int(RS[r, des.RS_SERVED])
+        cap_time = int(RS[r, des.RS_CAPINT])
+        rows.append({
+            "facility": facility, "role": role, "front": front, "resource": _resource_label(kind, role),
+            "kind": kind, "capacity": None if queue_only else capacity, "unit": UNITS[kind],
+            "peak": None if queue_only else int(RS[r, des.RS_PEAK]),
+            "hours_at_capacity": None if queue_only else round(int(RS[r, des.RS_FULLT]) / 3600, 1),
+            "longest_queue": int(RS[r, des.RS_MAXQ]),
+            "utilisation": None if queue_only or not cap_time else round(int(RS[r, des.RS_BUSYINT]) / cap_time, 4),
+            "served": served,
+            "mean_wait_min": round(int(RS[r, des.RS_WAITSUM]) / served / 60, 1) if served else 0.0,
+            "_id": r,
+        })
+    return rows
+
+
+def report(sim: Simulation) -> dict:
+    """The capacity report of a finished simulation (capacity.json)."""
+    sc, t, cfg = sim.scenario, sim.tally, _verdict_rules()
+    deaths = lambda m: {"KIA": int(m[:, KIA].sum()), "DOW": int(m[:, DOW].sum()),  # noqa: E731
+                        "total": int(m[:, KIA].sum() + m[:, DOW].sum())}
+    constrained, free = deaths(t.outcomes), deaths(t.outcomes_unconstrained)
+    attributable = {k: constrained[k] - free[k] for k in constrained}
+    by_category = {c: int(t.outcomes[i, KIA] + t.outcomes[i, DOW] - t.outcomes_unconstrained[i, KIA]
+                          - t.outcomes_unconstrained[i, DOW]) for i, c in enumerate(CATEGORIES)}
+    waits = np.concatenate(t.t1_waits) if t.t1_waits else np.zeros(0, dtype=np.float32)
+    share = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
+    res = resources(sim)
+    horizon_h = sim.horizon / 3600
+    busiest = max((r for r in res if r["hours_at_capacity"] is not None and r["kind"] != des.K_STRAT),
+                  key=lambda r: r["hours_at_capacity"], default=None)
+    waited_hour = share(t.waited_hour, t.patients) or 0.0
+    at_end = share(t.waiting_at_end, t.patients) or 0.0
+    full_share = (busiest["hours_at_capacity"] / horizon_h) if busiest else 0.0
+    if waited_hour >= cfg["overwhelmed_waited_hour_share"] or at_end >= cfg["overwhelmed_waiting_at_end_share"]:
+        verdict = "overwhelmed"
+    elif (waited_hour >= cfg["strained_waited_hour_share"] or full_share >= cfg["strained_full_time_share"]
+          or attributable["total"] > 0):
+        verdict = "strained"
+    else:
+        verdict = "holds"
+    out = {
+        "scenario": sc.name, "patients": t.patients, "seed": sc.seed, "verdict": verdict,
+        "deaths": {"with_plan": constrained, "unconstrained": free, "attributable_to_capacity": attributable,
+                   "attributable_by_category": by_category},
+        "t1_surgery": {
+            "t1_patients": t.t1, "reached_role2_or_3": t.t1_reached_surgery_facility, "operated": t.t1_operated,
+            "wait_median_min": round(float(np.median(waits)), 1) if len(waits) else None,
+            "wait_p90_min": round(float(np.percentile(waits, 90)), 1) if len(waits) else None,
+            "within_2h_of_injury": share(t.t1_within_2h, t.t1_operated)},
+        "waiting": {"patients_waited": t.waited, "waited_1h_or_more": t.waited_hour,
+                    "share_waited_1h_or_more": share(t.waited_hour, t.patients),
+                    "mean_wait_min": round(t.wait_min_total / t.patients, 1) if t.patients else None,
+                    "still_waiting_at_end": t.waiting_at_end, "diversions": t.diversions,
+                    "patients_diverted": t.diverted_patients, "mass_casualty_patients": t.mascal},
+        "resources": [{k: v for k, v in r.items() if not k.startswith("_") and k != "kind"} for r in res],
+    }
+    out["summary"] = _summary(out, busiest, horizon_h)
+    return out
+
+
+def _verdict_rules() -> dict:
+    from core.capacity.plan import config
+    return config()["verdict"]
+
+
+def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
+    d, w, s = rep["deaths"], rep["waiting"], rep["t1_surgery"]
+    parts = [f"{VERDICTS[rep['verdict']]}."]
+    if w["share_waited_1h_or_more"]:
+        parts.append(f"{w['share_waited_1h_or_more']:.0%} of casualties waited an hour or more for care or "
+                     f"transport.")
+    if w["still_waiting_at_end"]:
+        parts.append(f"{w['still_waiting_at_end']:,} were still waiting when the scenario ended.")
+    if busiest and busiest["hours_at_capacity"]:
+        parts.append(f"Busiest: {busiest['resource']} at {busiest['facility']}, full for "
+                     f"{busiest['hours_at_capacity']:,.0f} of {horizon_h:,.0f} hours.")
+    if s["wait_median_min"] is not None:
+        parts.append(f"T1 casualties waited {s['wait_median_min']:,.0f} min for surgery at the median "
+                     f"(90th percentile {s['wait_p90_min']:,.0f} min).")
+    att = d["attributable_to_capacity"]["total"]
+    parts.append(f"Deaths attributable to capacity: {att:+,d} against the same casualties with unlimited care."
+                 if att else "No deaths attributable to capacity.")
+    return " ".join(parts)
+
+
+def figures(rep: dict) -> dict[str, float]:
+    """The report's figures as one flat mapping (for replications)."""
+    d, s, w = rep["deaths"], rep["t1_surgery"], rep["waiting"]
+    out = {"Deaths attributable to capacity": d["attributable_to_capacity"]["total"],
+           "DOW attributable to capacity": d["attributable_to_capacity"]["DOW"],
+           "KIA attributable to capacity": d["attributable_to_capacity"]["KIA"],
+           "KIA with the plan": d["with_plan"]["KIA"], "DOW with the plan": d["with_plan"]["DOW"],
+           "T1 wait for surgery, median (min)": s["wait_median_min"],
+           "T1 wait for surgery, 90th percentile (min)": s["wait_p90_min"],
+           "T1 operated within 2 h of injury": s["within_2h_of_injury"],
+           "Casualties who waited 1 h or more": w["share_waited_1h_or_more"],
+           "Diversions": w["diversions"], "Still waiting at the end": w["still_waiting_at_end"]}
+    for r in rep["resources"]:
+        if r["capacity"]:
+            key = f"{r['resource']} at {r['facility']}"
+            out[f"Peak occupancy: {key}"] = r["peak"] / r["capacity"]
+            out[f"Hours at capacity: {key}"] = r["hours_at_capacity"]
+        out[f"Longest queue: {r['resource']} at {r['facility']}"] = r["longest_queue"]
+    return out
+
+
+def load_table(sim: Simulation) -> pl.DataFrame:
+    """Load of every facility resource and vehicle pool over scenario time: one row per resource and time bin
+    (occupancy mean and peak, capacity, longest queue)."""
+    res = resources(sim)
+    if not res:
+        return pl.DataFrame()
+    width = sim.bin_s
+    nbins = sim.horizon // width + 1
+    ids = np.array([r["_id"] for r in res])
+    ts = sim.TS[ids, :nbins]
+    start = sim.scenario.start
+    times = pl.Series([start + timedelta(seconds=int(b * width)) for b in range(nbins)],
+                      dtype=pl.Datetime("us", "UTC"))
+    capacity = np.array([r["capacity"] if r["capacity"] is not None else 0 for r in res], dtype=np.int64)
+    cap = np.repeat(capacity[:, None], nbins, axis=1)
+    for i, r in enumerate(res):  # operating tables follow the surgical teams on shift
+        if r["kind"] == des.K_OT:
+            j = ids[i] // des.SLOTS
+            cap[i] = [des.ot_capacity(sim.FA, sim.RS, sim.TH, j, b * width) for b in range(nbins)]
+    n = len(res)
+    frame = pl.DataFrame({
+        "time": pl.concat([times] * n),
+        "front": np.repeat([r["front"] for r in res], nbins),
+        "facility": np.repeat([r["facility"] for r in res], nbins),
+        "role": np.repeat([r["role"] for r in res], nbins),
+        "resource": np.repeat([r["resource"] for r in res], nbins),
+        "capacity": cap.reshape(-1).astype(np.int32),
+        "occupancy_mean": np.round(ts[:, :, 0].reshape(-1) / width, 3),
+        "occupancy_peak": ts[:, :, 1].reshape(-1).astype(np.int32),
+        "queue_peak": ts[:, :, 2].reshape(-1).astype(np.int32),
+    })
+    queue_only = np.repeat([r["capacity"] is None for r in res], nbins)
+    return frame.with_columns(pl.when(pl.Series(queue_only)).then(None).otherwise(pl.col("capacity"))
+                              .alias("capacity"))
+
+
+def format_report(rep: dict) -> str:
+    """The capacity report on one screen (CLI summary)."""
+    d, s, w = rep["deaths"], rep["t1_surgery"], rep["waiting"]
+    fmt_min = lambda v: "-" if v is None else f"{v:,.0f} min"  # noqa: E731
+    lines = [rep["summary"],
+             f"  deaths with the plan: KIA {d['with_plan']['KIA']:,}, DOW {d['with_plan']['DOW']:,}; with unlimited "
+             f"care: KIA {d['unconstrained']['KIA']:,}, DOW {d['unconstrained']['DOW']:,}; attributable to capacity "
+             f"{d['attributable_to_capacity']['total']:+,d}",
+             f"  T1 surgery: {s['operated']:,} operated, wait median {fmt_min(s['wait_median_min'])}, 90th percentile "
+             f"{fmt_min(s['wait_p90_min'])}, within 2 h of injury "
+             f"{'-' if s['within_2h_of_injury'] is None else format(s['within_2h_of_injury'], '.0%')}",
+             f"  waiting: {w['patients_waited']:,} casualties waited, {w['waited_1h_or_more']:,} for an hour or more; "
+             f"{w['diversions']:,} diversions; {w['mass_casualty_patients']:,} arrived in a declared mass-casualty "
+             f"situation",
+             f"  {'facility':<38} {'resource':<28} {'capacity':>9} {'peak':>5} {'h full':>7} {'queue':>6} {'use':>5}"]
+    for r in rep["resources"]:
+        cap = "" if r["capacity"] is None else f"{r['capacity']:,}"
+        peak = "" if r["peak"] is None else f"{r['peak']:,}"
+        full = "" if r["hours_at_capacity"] is None else f"{r['hours_at_capacity']:,.0f}"
+        use = "" if r["utilisation"] is None else f"{r['utilisation']:.0%}"
+        lines.append(f"  {r['facility'][:38]:<38} {r['resource'][:28]:<28} {cap:>9} {peak:>5} {full:>7} "
+                     f"{r['longest_queue']:>6,} {use:>5}")
+    return "\n".join(lines)
