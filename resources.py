@@ -371,37 +371,37 @@ def _figures(specs: dict[str, dict]) -> dict:
 def replay_figure(path: str, stamp: str, every: str, filters: tuple[tuple[str, tuple[str, ...]], ...],
                   first: int) -> dict:
     """The animated replay figure ("animation") and the whole-run timeline marked at frame ``first``."""
-    from core import explore
+    from charts import figures
     data = replay_frames(path, stamp, every, filters)
     frames = data["frames"]
     marker = frames["time"][min(first, frames.height - 1)] if frames.height else None
-    return _figures({"animation": explore.replay_figure(frames, data["start"], every, first),
-                     "timeline": explore.timeline_spec(frames, marker)})
+    return _figures({"animation": figures.replay_figure(frames, data["start"], every, first),
+                     "timeline": figures.timeline_spec(frames, marker)})
 
 
 @counted_cache_resource(max_entries=64)
 def preview_figures(scenario_json: str, patients: int) -> dict:
     """The Scenario page's preview charts for a small sample of the scenario."""
-    from core import explore
-    return _figures(explore.preview_specs(preview_summary(scenario_json, patients)))
+    from charts import figures
+    return _figures(figures.preview_specs(preview_summary(scenario_json, patients)))
 
 
 @counted_cache_resource(max_entries=32)
 def explore_figures(path: str, stamp: str) -> dict:
     """The Explore page's overview charts of one run."""
-    from core import explore
-    return _figures(explore.overview_specs(explore_overview(path, stamp)))
+    from charts import figures
+    return _figures(figures.overview_specs(explore_overview(path, stamp)))
 
 
 @counted_cache_resource(max_entries=32)
 def explore_flow_figures(path: str, stamp: str, t1_battle_only: bool = True) -> dict:
     """Sankey, 10-1-2 and occupancy charts of one run."""
-    from core import explore
+    from charts import figures
     flow = explore_flow(path, stamp, t1_battle_only)
     timings = flow["timings"]
-    return _figures({"sankey": explore.sankey_spec(flow["links"]),
-                     "timings": explore.timings_spec(timings["summary"], timings["histogram"]),
-                     "occupancy": explore.occupancy_spec(flow["occupancy"], flow["every"])})
+    return _figures({"sankey": figures.sankey_spec(flow["links"]),
+                     "timings": figures.timings_spec(timings["summary"], timings["histogram"]),
+                     "occupancy": figures.occupancy_spec(flow["occupancy"], flow["every"])})
 
 
 @st.cache_resource(show_spinner=False)

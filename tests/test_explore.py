@@ -166,17 +166,6 @@ def test_replay_frames_account_for_every_patient_and_follow_filters(run, patient
     assert explore.replay_step(start, end) == "3h"  # 15 days of window in at most 150 frames
 
 
-def test_replay_figure_animates_every_frame_with_play_pause_and_speeds(run):
-    start, end = run.window
-    frames = explore.replay_frames(run.patients(), run.events(), start, end, "6h")
-    fig = explore.replay_figure(frames, start, "6h", first=4)
-    assert len(fig["frames"]) == frames.height
-    labels = [b["label"] for b in fig["layout"]["updatemenus"][0]["buttons"]]
-    assert labels == ["▶ 1×", "▶ 4×", "▶ 16×", "❚❚ Pause"]
-    assert fig["layout"]["sliders"][0]["active"] == 4
-    assert fig["data"][0]["y"] == [frames.row(4, named=True)[p] for p in explore.PLACES]
-
-
 def test_patient_table_filters_searches_and_pages(run, patients):
     page, total = explore.patient_page(run.patients(), {"triage": ["T1"], "front": ["Poland"]}, limit=10)
     assert total == patients.filter((pl.col("triage") == "T1") & (pl.col("front") == "Poland")).height
@@ -216,6 +205,3 @@ def test_preview_summary_describes_an_in_memory_sample():
     assert summary["figures"]["patients"] == 1500
     assert summary["per_day"]["patients"].sum() == 1500
     assert summary["per_hour"]["hour"].max() <= 23
-    specs = explore.preview_specs(summary)
-    assert set(specs) == {"day", "hour", "triage", "outcome", "mechanism"}
-    assert sum(sum(t["y"]) for t in specs["day"]["data"]) == 1500

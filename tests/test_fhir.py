@@ -251,7 +251,7 @@ def test_ips_narrative_is_the_handover(ips, batch):
 
 # --- reproducible ---------------------------------------------------------------------------------------
 def test_same_seed_same_bytes_for_any_chunking(batch):
-    whole = BundleBuilder(11).render_bytes(batch)
+    whole = BundleBuilder(11).render_text(batch)
     ids = batch.patients["patient_id"]
     cut = int(ids[len(ids) // 3])
 
@@ -259,10 +259,10 @@ def test_same_seed_same_bytes_for_any_chunking(batch):
         return Batch(*(f.filter(pl.col("patient_id").is_between(lo, hi)) for f in
                        (batch.patients, batch.events, batch.conditions, batch.vitals)))
 
-    pieces = BundleBuilder(11).render_bytes(part(1, cut)) + BundleBuilder(11).render_bytes(part(cut + 1, 10**9))
+    pieces = BundleBuilder(11).render_text(part(1, cut)) + BundleBuilder(11).render_text(part(cut + 1, 10**9))
     assert pieces == whole
     other = BundleBuilder(12).render(batch)[0]
-    assert json.loads(other)["entry"][0]["fullUrl"] != json.loads(whole.split(b"\n")[0])["entry"][0]["fullUrl"]
+    assert json.loads(other)["entry"][0]["fullUrl"] != json.loads(whole.split("\n")[0])["entry"][0]["fullUrl"]
 
 
 def test_generator_transform_runs_once_per_block_in_order():
@@ -363,7 +363,7 @@ def test_fhir_bundle_file_gzip_and_encryption(tmp_path, batch):
     enc = tmp_path / "fhir" / "Bundle.ndjson.gz.enc"
     assert enc.exists() and "fhir/Bundle.ndjson.gz.enc" in [f["name"] for f in sink.files]
     plain = gzip.decompress(decrypt_file(enc, tmp_path / "b.gz", "pw").read_bytes())
-    assert plain == BundleBuilder(11).render_bytes(batch)
+    assert plain == BundleBuilder(11).render_text(batch).encode()
 
 
 def test_failed_fhir_run_leaves_nothing(tmp_path, batch):
@@ -383,3 +383,28 @@ def test_profile_needs_the_fhir_format():
     assert "--fhir-profile" in result.stderr and "--format fhir" in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(ValueError, match="unknown FHIR profile"):
         BundleBuilder(1, "document")
+
+
+def test_fhir_package_imports_no_sink_and_no_cycle():
+    """core.fhir renders text and the FHIR sink writes it: no import of core.sinks from core/fhir (at the top or
+    inside a function), and the modules of core/fhir import one another one way."""
+    import ast
+    folder = REPO / "core" / "fhir"
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = "core.fhir." * (node.level > 0) + (node.module or "")
+                found |= {base.rstrip(".")} | {f"{base}.{alias.name}".replace("..", ".") for alias in node.names}
+        imports[path.stem] = found
+    assert not any(name.startswith("core.sinks") for found in imports.values() for name in found)
+    local = {stem: {name.rsplit(".", 1)[-1] for name in found if name.startswith("core.fhir.")} & set(imports) - {stem}
+             for stem, found in imports.items()}
+    done: list[str] = []
+    while len(done) < len(local):  # peel modules whose imports are all peeled: a cycle would stop this
+        ready = [m for m in local if m not in done and local[m] <= set(done)]
+        assert ready, f"an import cycle among or under {sorted(set(local) - set(done))}"
+        done += ready

@@ -4,9 +4,9 @@ from pathlib import Path
 import streamlit as st
 
 import resources
+from charts.live import line_spec
 from core.exports import download_limit_bytes, estimated_bytes, free_bytes, human_bytes, zip_run
 from core.jobs import JobBusy
-from core.metrics import line_spec
 from core.scenario import MAX_PATIENTS, ScenarioError
 from core.sinks import FORMATS
 

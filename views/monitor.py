@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 import resources
-from core.metrics import bar_spec, line_spec
+from charts.live import bar_spec, line_spec
 
 PAGE_BUDGET_MS = 50
 

@@ -8,7 +8,8 @@ picked per row with a ``gather`` from a small lookup Series (no copy: polars str
 that depends only on the patient (its ``urn:uuid`` tail, the ``subject`` reference, the injury time) is rendered
 once per patient and picked the same way. Row bookkeeping (facility stays, indexes within a patient, which stay a
 vital sign belongs to) is numpy over the sorted tables: no joins, no group-bys, no per-patient Python. The rows
-of all sections are put in bundle order with one sort on an integer key and written end to end.
+of all sections are put in bundle order with one sort on an integer key: ``render_parts`` returns them, and the
+FHIR sink (core/sinks/fhir.py) writes them end to end. The JSON pieces are expressions from ``expressions.py``.
 
 Per patient (collection): Patient, then per role of care used a Location (and an Organization for R1-R4), one
 Encounter per facility stay in order, a Condition per ``conditions`` row, an Observation per vital sign (blood
@@ -22,7 +23,6 @@ the resource's index (``codes.uuid_prefix``), so the same seed gives byte-identi
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -32,56 +32,19 @@ from core.schema import BLOOD_GROUPS, EVENTS, FACILITIES, SEXES, TRIAGES, VITAL_
 
 from . import codes
 from .codes import dumps
+from .expressions import KINDS, TIME, cat, member_ref, quoted
+from .ips import composition_entry
 
 PROFILES = ("collection", "ips")
-TIME = "%Y-%m-%dT%H:%M:%S%.f%:z"  # RFC 3339 with the +00:00 offset, as the text formats write times
-KINDS = {"patient": "0", "encounter": "1", "condition": "2", "observation": "3", "procedure": "4",
-         "triage": "5", "blood": "6", "composition": "7", "bundle": "9"}
 TERMINAL = ("departure", "death", "rtd")  # the stay ended with this event; any other last event: still there
 ORDER = {"patient": 0, "site": 1, "encounter": 2, "condition": 3, "observation": 4, "triage": 5, "procedure": 6,
          "tail": 9}  # position of each section inside a bundle
 INDEX3 = pl.Series([f"{i:03d}" for i in range(1000)])  # a resource's index within its patient, as in its UUID
 _EVENT = {e: i for i, e in enumerate(EVENTS)}
-_NO_ESCAPE = r'^[^"\\\x00-\x1f]*$'  # strings that are their own JSON text between quotes
 _NULL = "\x00null"  # stands for a null key in ``keyed``
 
 
-# --- expression helpers (also used by ips.py) -------------------------------------------------------------
-@lru_cache(maxsize=4096)
-def lit(text: str) -> pl.Expr:
-    return pl.lit(text, dtype=pl.String)  # expressions are immutable: one per text is enough
-
-
-def cat(*parts) -> pl.Expr:
-    """Concatenation of literal strings and string expressions; a null piece counts as empty (optional
-    members are ``pl.when(...).then(...)`` pieces)."""
-    return pl.concat_str([lit(p) if isinstance(p, str) else p for p in parts], ignore_nulls=True)
-
-
-def js(col: str | pl.Expr) -> pl.Expr:
-    """A JSON string literal (quotes included, fully escaped) of a string column."""
-    expr = pl.col(col) if isinstance(col, str) else col
-    return pl.struct(expr.cast(pl.String).alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
-
-
-def quoted(series: pl.Series) -> pl.Expr:
-    """``js`` of a column, taking the cheap path (plain quotes) when no value needs an escape."""
-    if series.is_null().any() or not series.cast(pl.String).str.contains(_NO_ESCAPE).all():
-        return js(series.name)
-    return cat('"', pl.col(series.name).cast(pl.String), '"')
-
-
-def time(col: str | pl.Expr) -> pl.Expr:
-    expr = pl.col(col) if isinstance(col, str) else col
-    return cat('"', expr.dt.to_string(TIME), '"')
-
-
-def uuid(seed: int, kind: str, index: pl.Expr, pid: pl.Expr = pl.col("patient_id")) -> pl.Expr:
-    """``urn:uuid:…`` of the ``index``-th resource of ``kind`` of a patient (indexes below 1000)."""
-    return cat(codes.uuid_prefix(seed, KINDS[kind]), (index.cast(pl.Int64) + 1000).cast(pl.String).str.slice(1),
-               "-", (pid + 10**12).cast(pl.String).str.slice(1))
-
-
+# --- lookups and row bookkeeping ---------------------------------------------------------------------
 def lookup(strings) -> pl.Series:
     return pl.Series(list(strings), dtype=pl.String)
 
@@ -102,18 +65,6 @@ def keyed(keys: pl.Series, render) -> pl.Series:
     uniq = keys.unique(maintain_order=True)
     index = keys.replace_strict(uniq, pl.Series(np.arange(len(uniq), dtype=np.uint32)), return_dtype=pl.UInt32)
     return lookup(render(None if k == _NULL else k) for k in uniq.to_list()).gather(index)
-
-
-def member_ref(name: str, url: pl.Expr) -> pl.Expr:
-    return cat(f',"{name}":{{"reference":"', url, '"}')
-
-
-class _Collect:
-    def __init__(self, chunks: list):
-        self.write = lambda data: chunks.append(data) or len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 # --- the builder ----------------------------------------------------------------------------------------
@@ -165,7 +116,8 @@ class BundleBuilder:
         ).to_series()
 
     def render_parts(self, batch: Batch) -> pl.DataFrame:
-        """One ``text`` column whose rows, written end to end, are the batch's NDJSON bundle lines."""
+        """One ``text`` column whose rows, written end to end, are the batch's NDJSON bundle lines (``batch``
+        not empty); core/sinks/fhir.py streams them to the file."""
         job = copy.copy(self)  # the batch's working state lives on a shallow copy: threads may share a builder
         job._prepare(batch)
         return pl.concat(job._sections(batch), how="vertical", rechunk=False).sort("key").select("text")
@@ -488,7 +440,6 @@ class BundleBuilder:
                        '","type":"collection","timestamp":"', timestamp, '","entry":[', patient)
             tail = "]}\n"
         else:
-            from .ips import composition_entry  # the IPS document parts
             frame = composition_entry(self, frame, cond, obs, tri, proc, batch)
             device = {"resourceType": "Device",
                       "deviceName": [{"name": codes.DEVICE_NAME, "type": "user-friendly-name"}],
@@ -500,32 +451,16 @@ class BundleBuilder:
             tail = f',{{"fullUrl":"{self.device_url}","resource":{dumps(device)}}}]}}\n'
         return frame.select(head).to_series(), pl.Series([tail] * n, dtype=pl.String)
 
-    # --- output ---------------------------------------------------------------------------------------------
-    def write(self, batch: Batch, stream) -> None:
-        """Write the batch's bundles as NDJSON to ``stream`` (anything with ``write(bytes)``): polars writes the
-        rows end to end in buffer-sized pieces, so no batch-sized text is held twice."""
-        if batch.size:
-            self.write_parts(self.render_parts(batch), stream)
-
-    @staticmethod
-    def write_parts(parts: pl.DataFrame, stream) -> None:
-        """Write what ``render_parts`` returned to ``stream`` (polars hands over ~10 MB buffers)."""
-        from core.sinks.text import Forward  # here: core.sinks imports this module
-
-        parts.write_csv(Forward(stream), include_header=False, quote_style="never", line_terminator="")
-
-    def render_chunks(self, batch: Batch) -> list[bytes]:
-        """The batch's NDJSON as the buffers polars wrote (~10 MB each; no copy into one big buffer)."""
-        chunks: list[bytes] = []
-        self.write(batch, _Collect(chunks))
-        return chunks
-
-    def render_bytes(self, batch: Batch) -> bytes:
-        return b"".join(self.render_chunks(batch))
+    # --- the whole text of a batch (tests and checks; the sink writes ``render_parts`` piece by piece) ---------
+    def render_text(self, batch: Batch) -> str:
+        """The batch's NDJSON bundle lines as one string."""
+        if not batch.size:
+            return ""
+        return "".join(self.render_parts(batch)["text"].to_list())
 
     def render(self, batch: Batch) -> list[str]:
         """One JSON text (without the line break) per patient of ``batch``, in patient order."""
-        return bytes(self.render_bytes(batch)).decode("utf-8").splitlines()
+        return self.render_text(batch).splitlines()
 
 
 def _part(pos: np.ndarray, section: str, text: pl.Series, idx: np.ndarray | None = None) -> pl.DataFrame:

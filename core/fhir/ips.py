@@ -14,7 +14,7 @@ import polars as pl
 from core.handover import handover_texts
 
 from . import codes
-from .bundle import cat, js, lit, time, uuid
+from .expressions import cat, js, lit, time, uuid
 from .codes import dumps
 
 XHTML = '<div xmlns="http://www.w3.org/1999/xhtml">'

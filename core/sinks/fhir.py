@@ -1,8 +1,8 @@
 """FHIR format: the four contract tables as Parquet plus ``fhir/Bundle.ndjson``, one FHIR R4 Bundle per line.
 
-The bundles come from ``core.fhir.BundleBuilder`` (polars string expressions over a whole batch), rendered in
-pieces of ``PIECE_PATIENTS`` patients and streamed to the file as polars writes them, so memory stays flat for any
-run size. Two ways to get there, with the same bytes:
+The bundles' text comes from ``core.fhir.BundleBuilder.render_parts`` (polars string expressions over a whole
+batch), rendered in pieces of ``PIECE_PATIENTS`` patients; this sink streams each piece's rows to the file as
+polars writes them (``write_rows``), so memory stays flat for any run size. Two ways to get there, with the same bytes:
 
 - with generator workers (``--workers`` 2 or more; ``block_transform()``): each worker process renders the
   blocks it generates into a hidden spill file next to the bundle file (``.Bundle.ndjson.block-<run>-<first id>``)
@@ -25,11 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from core.fhir import PROFILES, BundleBuilder
 from core.schema import Batch
 
 from .base import Sink
 from .parquet import ParquetSink
+from .text import Forward
 
 PIECE_PATIENTS = 4_096  # ~80 MB of JSON per piece rendered in this process
 WORKER_PIECE_PATIENTS = 2_048  # in each worker process: -100 MB of the two workers' RSS, same speed
@@ -52,6 +55,12 @@ def piece_batches(batch: Batch, size: int):
         yield Batch(batch.patients.slice(start, size), *children)
 
 
+def write_rows(rows: pl.DataFrame, stream) -> None:
+    """Write ``BundleBuilder.render_parts`` rows end to end to ``stream`` (anything with ``write(bytes)``): polars
+    hands over ~10 MB buffers, so no piece's text is held twice."""
+    rows.write_csv(Forward(stream), include_header=False, quote_style="never", line_terminator="")
+
+
 class BundleEncoder:
     """Renders the pieces of a batch on ``WINDOW`` threads while this thread writes the finished ones in order:
     polars writes each piece's rows straight into the layers below in ~10 MB buffers, so only the pieces in the
@@ -70,10 +79,10 @@ class BundleEncoder:
         try:
             for piece in piece_batches(batch, PIECE_PATIENTS):
                 if len(window) == self.WINDOW:
-                    self._builder.write_parts(window.popleft().result(), self._stream)
+                    write_rows(window.popleft().result(), self._stream)
                 window.append(self._pool.submit(self._builder.render_parts, piece))
             while window:
-                self._builder.write_parts(window.popleft().result(), self._stream)
+                write_rows(window.popleft().result(), self._stream)
         finally:
             wait(window)  # no render outlives a failed write
         return batch.size
@@ -104,7 +113,7 @@ class BlockRenderer:
         try:
             with open(path, "xb", buffering=WRITE_BUFFER) as file:
                 for piece in piece_batches(batch, WORKER_PIECE_PATIENTS):
-                    builder.write(piece, file)
+                    write_rows(builder.render_parts(piece), file)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
