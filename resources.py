@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import streamlit as st
@@ -94,61 +95,15 @@ def scenario_for(preset_id: str) -> Scenario:
 
 
 # --- database, generation jobs and metrics (Generate, Monitor, Runs pages) ------------------------------------
-DB_RECHECK_S = 5.0  # how often a background thread re-checks the database (pages never wait on it)
-
-
-class DatabaseLink:
-    """The process's engine (one pool) or the one-line reason there is none, re-checked in the background.
-
-    Pages read ``engine`` / ``error`` without waiting: only the first look (at start-up) connects in the
-    caller's thread; after that a daemon thread retries a down database and notices one that went away.
-    """
-
-    def __init__(self) -> None:
-        self.engine = None
-        self.error: str | None = None
-        self.described: str | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.refresh()
-        self._thread = threading.Thread(target=self._loop, name="mpg-db-check", daemon=True)
-        self._thread.start()
-
-    def refresh(self) -> None:
-        from core.jobs import _db
-        db = _db()
-        if db is None:
-            engine, error = None, "database support is not installed (core.db or SQLAlchemy is missing)"
-        else:
-            engine, error = self.engine, None
-            try:
-                if engine is None:
-                    engine = db.get_engine()
-                    self.described = db.describe(engine)
-                else:
-                    db.check(engine)
-            except db.DatabaseUnavailable as exc:
-                error = str(exc)
-            except Exception as exc:  # a bad URL or a missing driver is also "the database is not there"
-                error = f"database unavailable: {type(exc).__name__}: {exc}"
-        with self._lock:
-            self.engine, self.error = engine, error
-
-    def usable(self):
-        """The engine when the last check passed, else None."""
-        with self._lock:
-            return self.engine if self.error is None else None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(DB_RECHECK_S):
-            self.refresh()
-
-    def close(self) -> None:
-        self._stop.set()
-
-
 @st.cache_resource(show_spinner=False, on_release=lambda link: link.close())
-def database() -> DatabaseLink:
+def database():
+    """The process's core.db.link.DatabaseLink: the engine (one pool) or why there is none, re-checked in the
+    background so pages never wait on it."""
+    try:
+        from core.db.link import DatabaseLink
+    except ImportError:  # no SQLAlchemy: the dashboard works on files only and its banner says why
+        return SimpleNamespace(engine=None, described=None, usable=lambda: None, close=lambda: None,
+                               error="database support is not installed (core.db or SQLAlchemy is missing)")
     return DatabaseLink()
 
 
@@ -186,7 +141,7 @@ def exports_dir():
     return path
 
 
-def _pool_status(link: DatabaseLink | None = None) -> dict | None:
+def _pool_status(link=None) -> dict | None:
     from core.jobs import _db
     engine, db = (link or database()).usable(), _db()
     return db.pool_status(engine) if engine is not None and db is not None else None

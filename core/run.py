@@ -1,4 +1,5 @@
-"""One generation run: stream a scenario into a sink and write its manifest last.
+"""One generation run: stream a scenario into its sinks (the files, and the database when asked) and write its
+manifest last.
 
 Used by the CLI and the dashboard. Progress goes to a callback; a threading.Event cancels cleanly (the sink
 removes its temporary files, no final-named partial file is left, and the manifest says ``cancelled``).
@@ -123,11 +124,11 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     done = 0
     status, error, files = "completed", None, []
     calibration = Calibration(scenario)
-    dbrun = None
-    if engine is not None:
-        from core.sinks.database import DatabaseRun
-        dbrun = DatabaseRun(engine, manifest, out_dir=out, persist=persist, scenario_name=scenario_name,
-                            scenario_version=scenario_version)
+    database = None
+    if engine is not None:  # registered as running now; with persist its tables stream in beside the files
+        from core.sinks.database import DatabaseSink
+        database = DatabaseSink(engine, manifest, out_dir=out, persist=persist, scenario_name=scenario_name,
+                                scenario_version=scenario_version).open()
     try:
         # a sink with a block transform (fhir) has each block rendered in the worker process that generated it;
         # the stream closes first on any exit, so no worker still writes into the run folder when the sink aborts
@@ -136,13 +137,13 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
               contextlib.closing(generator.stream(scenario, chunk_size=chunk_size, workers=workers,
                                                   transform=(transform := _block_transform(sink, workers))))
               as batches):
+            sinks = [sink] if database is None else [sink, database]
             for item in batches:
                 batch, extras = item if transform else (item, None)
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled()
-                sink.write(batch) if transform is None else sink.write(batch, extras)
-                if dbrun is not None:
-                    dbrun.write(batch)
+                for target in sinks:
+                    target.write(batch) if extras is None else target.write(batch, extras)
                 calibration.add(batch)
                 done += batch.size
                 if on_progress:
@@ -153,15 +154,15 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         report = calibration.report()
         files.append(_write_json(out, "calibration.json", report, rows=len(report["targets"])))
         manifest["calibration"] = report["summary"]
-        if dbrun is not None:
-            dbrun.drain()  # the database load is part of the run's time
+        if database is not None:
+            database.close()  # the database load is part of the run's time
     except (RunCancelled, KeyboardInterrupt):
         status = "cancelled"
     except Exception as exc:  # recorded in the manifest, then raised for the caller to report
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-        _finish(out, manifest, started, t0, done, status, error, [], dbrun)
+        _finish(out, manifest, started, t0, done, status, error, [], database)
         raise
-    return _finish(out, manifest, started, t0, done, status, error, files, dbrun)
+    return _finish(out, manifest, started, t0, done, status, error, files, database)
 
 
 def _block_transform(sink, workers: int):
@@ -169,7 +170,7 @@ def _block_transform(sink, workers: int):
     return sink.block_transform() if workers > 1 and hasattr(sink, "block_transform") else None
 
 
-def _finish(out, manifest, started, t0, done, status, error, files, dbrun=None) -> dict:
+def _finish(out, manifest, started, t0, done, status, error, files, database=None) -> dict:
     elapsed = time.perf_counter() - t0
     manifest.update({
         "patients": done if status == "completed" else 0, "patients_generated": done,
@@ -179,7 +180,7 @@ def _finish(out, manifest, started, t0, done, status, error, files, dbrun=None) 
     })
     if error:
         manifest["error"] = error
-    if dbrun is not None:  # completed: the run's rows become visible now; otherwise they are dropped
-        dbrun.finish(manifest)
+    if database is not None:  # completed: the run's rows become visible now; otherwise they are dropped
+        database.finish(manifest)
     _write_manifest(out, manifest)
     return manifest

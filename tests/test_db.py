@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from core import db, schema
+from core.db.tables import aware
 from core.run import generate_run
 from core.scenario import load_scenario
 
@@ -282,7 +283,7 @@ def test_migration_0002_keeps_the_vitals_of_saved_runs(backend, tmp_path):
 
     def read_vitals(conn):
         t = db.RUN_TABLES["vitals"]
-        return pl.DataFrame([{**r._mapping, "time": db._aware(r.time)} for r in conn.execute(
+        return pl.DataFrame([{**r._mapping, "time": aware(r.time)} for r in conn.execute(
             sa.select(*(c for c in t.c if c.name != "run_key")).where(t.c.run_key == 1))])
 
     def same(frame):
@@ -290,16 +291,16 @@ def test_migration_0002_keeps_the_vitals_of_saved_runs(backend, tmp_path):
         return frame.sort(long.columns).equals(long.sort(long.columns))
     try:
         with engine.connect() as conn:
-            command.upgrade(db._alembic_config(conn), "0001")
+            command.upgrade(db.alembic_config(conn), "0001")
             if backend[0] == "postgresql":
                 conn.exec_driver_sql("CREATE TABLE vitals_r1 PARTITION OF vitals FOR VALUES IN (1)")
             conn.execute(db.RUN_TABLES["vitals"].insert(), [{"run_key": 1, **r} for r in long.to_dicts()])
             conn.commit()
-            command.upgrade(db._alembic_config(conn), "head")
+            command.upgrade(db.alembic_config(conn), "head")
             conn.commit()
             assert conn.execute(sa.text("SELECT count(*) FROM vital_sets")).scalar() == long.height // 7
             assert same(read_vitals(conn))
-            command.downgrade(db._alembic_config(conn), "0001")
+            command.downgrade(db.alembic_config(conn), "0001")
             conn.commit()
             assert "vital_sets" not in sa.inspect(conn).get_table_names()
             assert same(read_vitals(conn))

@@ -1,5 +1,5 @@
-"""Alembic environment: run programmatically by core.db.migrate with the connection in config.attributes
-(no alembic.ini needed). ``python -m core db migrate`` is the command line for it."""
+"""Alembic environment: run programmatically by core.db.migration.migrate with the connection in
+config.attributes (no alembic.ini needed). ``python -m core db migrate`` is the command line for it."""
 from alembic import context
 
 connection = context.config.attributes.get("connection")

@@ -1,5 +1,5 @@
-"""A run in the database: registered when it starts, its four tables streamed in while it is generated, and
-made visible all at once when it completes (or dropped when it is cancelled or fails).
+"""The database sink (``DatabaseSink``): a run registered in the database when it starts, its four tables streamed
+in while it is generated, and made visible all at once when it completes (or dropped when it is cancelled or fails).
 
 Vital signs are stored one row per measurement set (table ``vital_sets``, read through the view ``vitals``;
 migration 0002): ~13 rows per patient instead of ~29.
@@ -9,7 +9,8 @@ the server reads; FREEZE, the table being emptied in the writer's transaction) i
 ``<table>_r<run_key>`` that already carries the partition's CHECK constraint; two writer threads on two pooled
 connections (events on one; patients, conditions and vital sets on the other: about equal COPY work) overlap with
 generation. On completion each writer indexes and analyzes its tables and one transaction ATTACHes the four
-partitions and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the tables.
+partitions and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the
+tables.
 
 SQLite: one writer thread, ``executemany`` of whole batches, one transaction per batch (a single transaction per
 run would lock every other writer, such as a scenario save, out for the whole run); the rows are reachable
@@ -25,7 +26,11 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from core import db, schema
+from core import schema
+from core.db.engine import connect, describe, dialect, pool_status, unavailable
+from core.db.errors import DatabaseUnavailable, is_down, reason
+from core.db.runs import defer_cleanup, drop_run_rows, finish_run, finish_values, register_run
+from core.db.tables import RUNS, STORED_TABLES, quoted, run_partition
 from core.schema import Batch
 
 from . import pgcopy
@@ -45,12 +50,12 @@ def _driver_down(exc: BaseException) -> bool:
 
 
 def one_line(exc: BaseException, engine: sa.Engine) -> str:
-    if isinstance(exc, db.DatabaseUnavailable):
+    if isinstance(exc, DatabaseUnavailable):
         return str(exc)
-    if isinstance(exc, (sa.exc.DBAPIError, sa.exc.TimeoutError)) and db._is_down(exc):
-        return str(db._unavailable(engine, exc))
+    if isinstance(exc, (sa.exc.DBAPIError, sa.exc.TimeoutError)) and is_down(exc):
+        return str(unavailable(engine, exc))
     if _driver_down(exc):
-        return f"database unreachable at {db.describe(engine)}: {db._reason(exc)}"
+        return f"database unreachable at {describe(engine)}: {reason(exc)}"
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
@@ -88,16 +93,8 @@ class Summary:
         return out
 
 
-def _partition(table: str, run_key: int) -> str:
-    return f"{table}_r{int(run_key)}"
-
-
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _columns(table: str) -> list[str]:
-    return [c.name for c in db.STORED_TABLES[table].c if c.name != "run_key"]
+    return [c.name for c in STORED_TABLES[table].c if c.name != "run_key"]
 
 
 def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
@@ -130,7 +127,7 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            with db.connect(self.loader.engine) as conn:
+            with connect(self.loader.engine) as conn:
                 raw = conn.connection.dbapi_connection
                 try:
                     while True:
@@ -158,13 +155,13 @@ class _Writer(threading.Thread):
 
 
 class _Loader:
-    writers_tables: tuple[tuple[str, ...], ...] = (tuple(db.STORED_TABLES),)
+    writers_tables: tuple[tuple[str, ...], ...] = (tuple(STORED_TABLES),)
 
     def __init__(self, engine: sa.Engine, run_key: int) -> None:
         self.engine, self.run_key = engine, run_key
         self.failed = threading.Event()
         # seconds spent per table and stage (render, copy, index, analyze), for benchmarks/bench_db.py
-        self.timings: dict[str, dict[str, float]] = {t: {} for t in db.STORED_TABLES}
+        self.timings: dict[str, dict[str, float]] = {t: {} for t in STORED_TABLES}
         self.writers = [_Writer(self, t) for t in self.writers_tables]
 
     def start(self) -> None:
@@ -206,27 +203,27 @@ class _PostgresLoader(_Loader):
     writers_tables = (("events",), ("patients", "conditions", "vital_sets"))
 
     def __init__(self, engine: sa.Engine, run_key: int) -> None:
-        if db.pool_status(engine)["budget"] < 3:  # leave a connection for everyone else
-            self.writers_tables = (tuple(db.STORED_TABLES),)
+        if pool_status(engine)["budget"] < 3:  # leave a connection for everyone else
+            self.writers_tables = (tuple(STORED_TABLES),)
         super().__init__(engine, run_key)
         self.started: set[str] = set()
 
     def prepare(self) -> None:
         k = int(self.run_key)
-        with db.connect(self.engine, begin=True) as conn:
-            for table in db.STORED_TABLES:
-                part = _qi(_partition(table, k))
+        with connect(self.engine, begin=True) as conn:
+            for table in STORED_TABLES:
+                part = quoted(run_partition(table, k))
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {part}")
-                conn.exec_driver_sql(f"CREATE TABLE {part} (LIKE {_qi(table)} INCLUDING DEFAULTS)")
+                conn.exec_driver_sql(f"CREATE TABLE {part} (LIKE {quoted(table)} INCLUDING DEFAULTS)")
                 conn.exec_driver_sql(f"ALTER TABLE {part} ALTER COLUMN run_key SET DEFAULT {k}")
                 # the partition's constraint, proven up front so ATTACH does not scan the table
-                conn.exec_driver_sql(f"ALTER TABLE {part} ADD CONSTRAINT {_qi(_partition(table, k) + '_key')} "
+                conn.exec_driver_sql(f"ALTER TABLE {part} ADD CONSTRAINT {quoted(run_partition(table, k) + '_key')} "
                                      f"CHECK (run_key IS NOT NULL AND run_key = {k})")
 
     def load(self, raw, batch: Batch, tables) -> None:
         cur = raw.cursor()
         for table in tables:
-            part = _qi(_partition(table, self.run_key))
+            part = quoted(run_partition(table, self.run_key))
             if table not in self.started:  # emptied in this transaction, so COPY may write the rows frozen
                 cur.execute(f"TRUNCATE {part}")
                 self.started.add(table)
@@ -235,7 +232,7 @@ class _PostgresLoader(_Loader):
             # encoded lazily, slice by slice, while the server reads: "encode" and "copy" split the elapsed time
             reader = pgcopy.CopyReader(pgcopy.encode(frame.select(cols)))
             t0 = time.perf_counter()
-            cur.copy_expert(f"COPY {part} ({', '.join(map(_qi, cols))}) FROM STDIN WITH (FORMAT binary, FREEZE)",
+            cur.copy_expert(f"COPY {part} ({', '.join(map(quoted, cols))}) FROM STDIN WITH (FORMAT binary, FREEZE)",
                             reader, size=4 << 20)
             acc = self.timings[table]
             acc["encode"] = acc.get("encode", 0.0) + reader.seconds
@@ -246,7 +243,7 @@ class _PostgresLoader(_Loader):
         """The partition's indexes, built once after the load (cheaper than maintaining them row by row)."""
         cur = raw.cursor()
         for table in tables:
-            part = _qi(_partition(table, self.run_key))
+            part = quoted(run_partition(table, self.run_key))
             t0 = time.perf_counter()
             if table == "patients":
                 cur.execute(f"CREATE UNIQUE INDEX ON {part} (run_key, patient_id)")
@@ -262,8 +259,8 @@ class _PostgresLoader(_Loader):
 
     def publish(self, conn: sa.Connection) -> None:
         k = int(self.run_key)
-        for table in db.STORED_TABLES:
-            conn.exec_driver_sql(f"ALTER TABLE {_qi(table)} ATTACH PARTITION {_qi(_partition(table, k))} "
+        for table in STORED_TABLES:
+            conn.exec_driver_sql(f"ALTER TABLE {quoted(table)} ATTACH PARTITION {quoted(run_partition(table, k))} "
                                  f"FOR VALUES IN ({k})")
 
 
@@ -288,63 +285,56 @@ class _SqliteLoader(_Loader):
                     exprs.append(pl.col(c))
             rows = frame.select(exprs).rows()
             marks = ", ".join("?" * len(cols))
-            cur.executemany(f"INSERT INTO {_qi(table)} (run_key, {', '.join(map(_qi, cols))}) "
+            cur.executemany(f"INSERT INTO {quoted(table)} (run_key, {', '.join(map(quoted, cols))}) "
                             f"VALUES ({int(self.run_key)}, {marks})", rows)
         raw.commit()
         cur.close()
 
 
 def loader_for(engine: sa.Engine, run_key: int) -> _Loader:
-    return (_PostgresLoader if db.dialect(engine) == "postgresql" else _SqliteLoader)(engine, run_key)
+    return (_PostgresLoader if dialect(engine) == "postgresql" else _SqliteLoader)(engine, run_key)
 
 
-def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = False) -> None:
-    """Remove a run's rows from the tables that hold them (PostgreSQL: drop its partitions or staging tables)."""
-    k = int(run_key)
-    with db.connect(engine, begin=True) as conn:
-        if only_unfinished:
-            row = conn.execute(sa.select(db.RUNS.c.status, db.RUNS.c.persisted)
-                               .where(db.RUNS.c.run_key == k)).first()
-            if row is not None and row.persisted and row.status == "completed":
-                return
-        for table, t in db.STORED_TABLES.items():
-            if db.dialect(engine) == "postgresql":
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qi(_partition(table, k))}")
-            else:
-                conn.execute(t.delete().where(t.c.run_key == k))
+# --- the sink -------------------------------------------------------------------------------------------------------
+class DatabaseSink:
+    """A run's database side, as a sink beside the file sink. Never raises: a database problem becomes ``error``
+    (one line) and the files go on.
 
-
-# --- the run --------------------------------------------------------------------------------------------------------
-class DatabaseRun:
-    """One generation run's database side. Never raises: a database problem becomes ``error`` (one line) and the
-    file output goes on.
-
-        dbrun = DatabaseRun(engine, manifest, out_dir=out, persist=True)
-        for batch in stream: sink.write(batch); dbrun.write(batch)
-        dbrun.finish(manifest)        # manifest["status"] decides: completed -> visible, else dropped
+        database = DatabaseSink(engine, manifest, out_dir=out, persist=True).open()  # registered as running
+        for batch in stream: sink.write(batch); database.write(batch)
+        database.close()              # every batch loaded and indexed (the load is part of the run's time)
+        database.finish(manifest)     # manifest["status"] decides: completed -> visible, else dropped
         manifest["database_error"]    # set when something did not reach the database
+
+    Without ``persist`` only the run's start and end are recorded (``write`` does nothing).
     """
 
     def __init__(self, engine: sa.Engine, manifest: dict, *, out_dir: str | Path | None = None,
                  persist: bool = False, scenario_name: str | None = None,
                  scenario_version: int | None = None) -> None:
-        self.engine, self.persist = engine, persist
+        self.engine, self.manifest, self.out_dir, self.persist = engine, manifest, out_dir, persist
+        self.scenario_name, self.scenario_version = scenario_name, scenario_version
         self.run_key: int | None = None
         self.loader: _Loader | None = None
         self.summary = Summary() if persist else None
         self.error: str | None = None
+
+    def open(self) -> DatabaseSink:
+        """Register the run as ``running`` and, with ``persist``, start loading."""
         try:
-            self.run_key = db.register_run(engine, manifest, out_dir=out_dir, persist=persist,
-                                           scenario_name=scenario_name, scenario_version=scenario_version)
-            if persist:
-                self.loader = loader_for(engine, self.run_key)
+            self.run_key = register_run(self.engine, self.manifest, out_dir=self.out_dir, persist=self.persist,
+                                        scenario_name=self.scenario_name, scenario_version=self.scenario_version)
+            if self.persist:
+                self.loader = loader_for(self.engine, self.run_key)
                 self.loader.start()
         except Exception as exc:
-            self.error = one_line(exc, engine)
+            self.error = one_line(exc, self.engine)
             if self.run_key is not None:
                 self._drop()
+        return self
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, extras=None) -> None:
+        """Queue ``batch`` for loading (``extras``, what a file sink's block transform rendered, is not needed)."""
         if self.loader is None or self.error is not None:
             return
         if self.loader.failed.is_set():  # a writer failed: stop feeding it; finish() reports and drops
@@ -354,18 +344,25 @@ class DatabaseRun:
         self.summary.add(batch)
         self.loader.put(batch)
 
-    def _drop(self) -> None:
-        try:
-            drop_run_rows(self.engine, self.run_key)
-        except Exception:
-            db.defer_cleanup(self.engine, self.run_key)
-
-    def drain(self) -> None:
-        """Wait until every batch is loaded and indexed (never raises; a failure becomes ``error``)."""
+    def close(self) -> list[dict]:
+        """Wait until every batch is loaded and indexed (a failure becomes ``error``); no files to list."""
         if self.loader is not None:
             err = self.loader.close()
             if err is not None and self.error is None:
                 self.error = one_line(err, self.engine)
+        return []
+
+    def abort(self) -> None:
+        """Stop loading: the writers skip what is still queued (``finish`` drops what they loaded)."""
+        if self.loader is not None:
+            self.loader.failed.set()
+        self.close()
+
+    def _drop(self) -> None:
+        try:
+            drop_run_rows(self.engine, self.run_key)
+        except Exception:
+            defer_cleanup(self.engine, self.run_key)
 
     def finish(self, manifest: dict) -> None:
         """Make a completed run visible (or drop a cancelled/failed one) and record the run's end; notes any
@@ -378,18 +375,17 @@ class DatabaseRun:
         completed = manifest.get("status") == "completed"
         persisted = False
         if self.loader is not None:
-            if not completed:  # cancelled or failed: the writers skip what is still queued
-                self.loader.failed.set()
-            err = self.loader.close()
-            if err is not None and self.error is None:
-                self.error = one_line(err, self.engine)
+            if completed:
+                self.close()
+            else:
+                self.abort()
             if completed and self.error is None:
                 try:
-                    with db.connect(self.engine, begin=True) as conn:
+                    with connect(self.engine, begin=True) as conn:  # readers see the whole run or nothing
                         self.loader.publish(conn)
-                        conn.execute(db.RUNS.update().where(db.RUNS.c.run_key == self.run_key).values(
-                            **db._finish_values(manifest, persisted=True, database_error=None,
-                                                summary=self.summary.result())))
+                        conn.execute(RUNS.update().where(RUNS.c.run_key == self.run_key).values(
+                            **finish_values(manifest, persisted=True, database_error=None,
+                                            summary=self.summary.result())))
                     persisted = True
                 except Exception as exc:
                     self.error = one_line(exc, self.engine)
@@ -400,7 +396,7 @@ class DatabaseRun:
         manifest["persisted"] = persisted
         if not persisted:
             try:
-                db.finish_run(self.engine, self.run_key, manifest, database_error=manifest.get("database_error"))
+                finish_run(self.engine, self.run_key, manifest, database_error=manifest.get("database_error"))
             except Exception as exc:
                 manifest.setdefault("database_error", one_line(exc, self.engine))
-                db.defer_cleanup(self.engine, self.run_key, manifest)
+                defer_cleanup(self.engine, self.run_key, manifest)
