@@ -69,7 +69,8 @@ def cmd_generate(args) -> int:
     from core.run import check_output_dir, generate_run
     scenario = load_scenario(args.scenario)
     force_mode = args.patients == "force"
-    scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days)
+    scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days,
+                                       medical_plan=args.medical_plan)
     if force_mode:  # N, BI share and front shares from force sizes and published daily rates (DOMAIN.md §3.8)
         scenario = scenario.from_force_size()
     out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.scenario or 'default')).stem}-seed{scenario.seed}-{scenario.patients}"
@@ -163,6 +164,10 @@ def _summary(m: dict, out: Path) -> None:
     ]
     lines += [f"    {f['name']:<34} {f['rows']:>12,} rows {f['bytes'] / 2**20:>10,.1f} MB" for f in m["files"]]
     lines.append("    manifest.json")
+    if m.get("capacity") and (out / "capacity.json").is_file():  # the medical plan at work (capacity.json)
+        from core.capacity.report import format_report
+        lines.append("  medical plan (capacity.json)")
+        lines += [f"  {line}" for line in format_report(json.loads((out / "capacity.json").read_text())).splitlines()]
     print("\n".join(lines))
 
 
@@ -197,6 +202,24 @@ def cmd_calibrate(args) -> int:
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def cmd_replicate(args) -> int:
+    from core.replicate import format_replications, replicate
+    scenario = load_scenario(args.scenario)
+    force_mode = args.patients == "force"
+    scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed,
+                                       medical_plan=args.medical_plan)
+    if force_mode:
+        scenario = scenario.from_force_size()
+    try:
+        rep = replicate(scenario, args.runs, workers=args.workers)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(format_replications(rep))
     return 0
 
 
@@ -236,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patients per written batch (default 16,384; the data is the same for any size)")
     g.add_argument("--force", action="store_true", help="replace a run already in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    g.add_argument("--medical-plan", choices=("brigade", "unconstrained"),
+                   help="run with the brigade medical laydown on every front (capacity: beds, operating tables, "
+                        "surgical teams, vehicles) or without limits; default: the scenario's own medical_plan")
     g.add_argument("--db", action="store_true",
                    help="also save the run's tables to the database (DATABASE_URL or data/mpg.sqlite)")
     g.set_defaults(func=cmd_generate)
@@ -253,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=1, help="worker processes")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=cmd_calibrate)
+    r = sub.add_parser("replicate", help="run a scenario over many seeds: each report figure with its mean and "
+                                         "95 % interval")
+    r.add_argument("--scenario", help="preset id, 'default', or a scenario JSON file")
+    r.add_argument("--runs", type=int, default=50, help="replications (1 to 1,000; default 50)")
+    r.add_argument("--patients", type=_patients_arg, help="patients per run, or 'force' (from force sizes)")
+    r.add_argument("--seed", type=int, help="first seed (default: the scenario's); run i uses seed + i")
+    r.add_argument("--medical-plan", choices=("brigade", "unconstrained"), help="as for generate")
+    r.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    r.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    r.set_defaults(func=cmd_replicate)
     d = sub.add_parser("decrypt", help="decrypt an .enc file (password from ENCRYPTION_PASSWORD or a prompt)")
     d.add_argument("input")
     d.add_argument("output")

@@ -26,7 +26,7 @@ from core.calibration import Calibration
 from core.generator import BLOCK_DEFAULT
 from core.memory import tune_allocator
 from core.scenario import Scenario
-from core.schema import CONTRACT_VERSION
+from core.schema import CONTRACT_VERSION, PATIENTS_WITH_PLAN
 from core.fhir import PROFILES as FHIR_PROFILES
 from core.sinks import FORMATS, create_sink
 
@@ -124,6 +124,10 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     done = 0
     status, error, files = "completed", None, []
     calibration = Calibration(scenario)
+    simulation, schemas = None, None
+    if scenario.medical_plan is not None:  # the medical plan at work; its patients carry waits and diversions
+        from core.capacity.model import Simulation
+        simulation, schemas = Simulation(scenario), {"patients": PATIENTS_WITH_PLAN}
     database = None
     if engine is not None:  # registered as running now; with persist its tables stream in beside the files
         from core.sinks.database import DatabaseSink
@@ -133,9 +137,10 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
         # a sink with a block transform (fhir) has each block rendered in the worker process that generated it;
         # the stream closes first on any exit, so no worker still writes into the run folder when the sink aborts
         with (create_sink(fmt, out, compress=compress, password=password, fhir_profile=fhir_profile,
-                          seed=scenario.seed) as sink,
+                          seed=scenario.seed, schemas=schemas) as sink,
               contextlib.closing(generator.stream(scenario, chunk_size=chunk_size, workers=workers,
-                                                  transform=(transform := _block_transform(sink, workers))))
+                                                  transform=(transform := _block_transform(sink, workers)),
+                                                  simulation=simulation))
               as batches):
             sinks = [sink] if database is None else [sink, database]
             for item in batches:
@@ -150,10 +155,18 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
                     on_progress(Progress(done, scenario.patients, time.perf_counter() - t0))
             if cancel is not None and cancel.is_set():
                 raise RunCancelled()
+            if simulation is not None:  # the load of every facility over time, a table beside the four
+                from core.capacity.report import load_table, report as capacity_report
+                capacity = capacity_report(simulation)
+                sink.write_table("load", load_table(simulation))
         files = sink.files
         report = calibration.report()
         files.append(_write_json(out, "calibration.json", report, rows=len(report["targets"])))
         manifest["calibration"] = report["summary"]
+        if simulation is not None:
+            files.append(_write_json(out, "capacity.json", capacity, rows=len(capacity["resources"])))
+            manifest["capacity"] = {"verdict": capacity["verdict"], "summary": capacity["summary"],
+                                    "deaths_attributable": capacity["deaths"]["attributable_to_capacity"]["total"]}
         if database is not None:
             database.close()  # the database load is part of the run's time
     except (RunCancelled, KeyboardInterrupt):

@@ -132,24 +132,26 @@ def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
     return " ".join(parts)
 
 
-def figures(rep: dict) -> dict[str, float]:
-    """The report's figures as one flat mapping (for replications)."""
+def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
+    """The report's figures as one flat mapping name -> (value, unit), unit one of share, count, min, h."""
     d, s, w = rep["deaths"], rep["t1_surgery"], rep["waiting"]
-    out = {"Deaths attributable to capacity": d["attributable_to_capacity"]["total"],
-           "DOW attributable to capacity": d["attributable_to_capacity"]["DOW"],
-           "KIA attributable to capacity": d["attributable_to_capacity"]["KIA"],
-           "KIA with the plan": d["with_plan"]["KIA"], "DOW with the plan": d["with_plan"]["DOW"],
-           "T1 wait for surgery, median (min)": s["wait_median_min"],
-           "T1 wait for surgery, 90th percentile (min)": s["wait_p90_min"],
-           "T1 operated within 2 h of injury": s["within_2h_of_injury"],
-           "Casualties who waited 1 h or more": w["share_waited_1h_or_more"],
-           "Diversions": w["diversions"], "Still waiting at the end": w["still_waiting_at_end"]}
+    out = {"Deaths attributable to capacity": (d["attributable_to_capacity"]["total"], "count"),
+           "DOW attributable to capacity": (d["attributable_to_capacity"]["DOW"], "count"),
+           "KIA attributable to capacity": (d["attributable_to_capacity"]["KIA"], "count"),
+           "KIA with the plan": (d["with_plan"]["KIA"], "count"),
+           "DOW with the plan": (d["with_plan"]["DOW"], "count"),
+           "T1 wait for surgery, median": (s["wait_median_min"], "min"),
+           "T1 wait for surgery, 90th percentile": (s["wait_p90_min"], "min"),
+           "T1 operated within 2 h of injury": (s["within_2h_of_injury"], "share"),
+           "Casualties who waited 1 h or more": (w["share_waited_1h_or_more"], "share"),
+           "Diversions": (w["diversions"], "count"),
+           "Still waiting at the end": (w["still_waiting_at_end"], "count")}
     for r in rep["resources"]:
+        key = f"{r['resource']} at {r['facility']}"
         if r["capacity"]:
-            key = f"{r['resource']} at {r['facility']}"
-            out[f"Peak occupancy: {key}"] = r["peak"] / r["capacity"]
-            out[f"Hours at capacity: {key}"] = r["hours_at_capacity"]
-        out[f"Longest queue: {r['resource']} at {r['facility']}"] = r["longest_queue"]
+            out[f"Peak occupancy: {key}"] = (r["peak"] / r["capacity"], "share")
+            out[f"Hours at capacity: {key}"] = (r["hours_at_capacity"], "h")
+        out[f"Longest queue: {key}"] = (r["longest_queue"], "count")
     return out
 
 

@@ -27,16 +27,17 @@ FORMATS = tuple(SINKS)
 
 
 def create_sink(fmt: str, out_dir: str | Path, *, compress: bool = False, password: str | None = None,
-                fhir_profile: str | None = None, seed: int = 0) -> Sink:
+                fhir_profile: str | None = None, seed: int = 0, schemas: dict[str, dict] | None = None) -> Sink:
     """A new (not yet opened) sink writing ``<table>.<fmt>[.gz][.enc]`` files into ``out_dir``.
 
     ``fmt="fhir"``: Parquet tables plus ``fhir/Bundle.ndjson``; ``fhir_profile`` ``collection`` (default) or
-    ``ips``, ``seed`` (the run's) fixes the bundles' UUIDs."""
+    ``ips``, ``seed`` (the run's) fixes the bundles' UUIDs. ``schemas``: tables whose columns differ from the
+    contract's (core.schema.TABLES), e.g. the patients of a run with a medical plan."""
     if fmt not in SINKS:
         raise ValueError(f"unknown output format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if fmt == "fhir":
         return FhirSink(out_dir, compress=compress, password=password, profile=fhir_profile or "collection",
-                        seed=seed)
+                        seed=seed, schemas=schemas)
     if fhir_profile is not None:
         raise ValueError(f"a FHIR profile applies only to the fhir format, not {fmt!r}")
-    return SINKS[fmt](out_dir, compress=compress, password=password)
+    return SINKS[fmt](out_dir, compress=compress, password=password, schemas=schemas)

@@ -37,14 +37,18 @@ class Sink:
     ext: ClassVar[str]
     tables: ClassVar[tuple[str, ...]] = tuple(TABLES)  # one file per entry, named <table>.<suffix>
 
-    def __init__(self, out_dir: str | Path, *, compress: bool = False, password: str | None = None):
+    def __init__(self, out_dir: str | Path, *, compress: bool = False, password: str | None = None,
+                 schemas: dict[str, dict] | None = None):
         if password is not None and not password:
             raise ValueError("password must not be empty (pass None for no encryption)")
         self.out_dir = Path(out_dir)
         self.compress = compress
         self.suffix = self.ext + (".gz" if compress else "") + (".enc" if password else "")
         self.files: list[dict] | None = None  # set by close()
+        # each table's columns: the contract's, or a run's own (a medical plan adds patient columns)
+        self.schemas: dict[str, dict] = {**TABLES, **(schemas or {})}
         self._password = password
+        self._seal: Seal | None = None
         self._outputs: dict[str, Output] = {}
         self._encoders: dict[str, Encoder] = {}
         self._rows = dict.fromkeys(self.tables, 0)
@@ -67,7 +71,7 @@ class Sink:
         self._state = "open"  # from here on abort() has something to clean up
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            seal = Seal(self._password) if self._password else None  # one key derivation per run
+            self._seal = seal = Seal(self._password) if self._password else None  # one key derivation per run
             for table in self.tables:
                 self._outputs[table] = out = Output(self.out_dir / f"{table}.{self.suffix}",
                                                     compress=self.compress, seal=seal)
@@ -82,11 +86,24 @@ class Sink:
     def write(self, batch: Batch) -> None:
         """Queue ``batch`` (its frames must not change afterwards); raises an earlier batch's error."""
         self._expect("open")
-        check_schema(batch)
+        check_schema(batch, self.schemas)
         self._settle()
         payloads = self._payloads(batch)
         self._pending = [self._pool.submit(self._write_one, table, payloads[table])
                          for table in sorted(payloads, key=LARGEST_FIRST.index)]
+
+    def write_table(self, name: str, frame: pl.DataFrame) -> None:
+        """One more file, ``<name>.<suffix>``, written whole now and renamed with the others on close (a small
+        table such as a medical plan's load over time)."""
+        self._expect("open")
+        self._settle()
+        self.schemas[name] = dict(frame.schema)
+        self._outputs[name] = out = Output(self.out_dir / f"{name}.{self.suffix}", compress=self.compress,
+                                           seal=self._seal)
+        self._encoders[name] = self._encoder(name, out.stream)
+        self._rows[name] = 0
+        self.tables = (*self.tables, name)
+        self._write_one(name, frame)
 
     def close(self) -> list[dict]:
         """Finish and rename every file; returns ``{name, table, rows, bytes, sha256}`` per file."""
@@ -161,13 +178,14 @@ class Sink:
             raise RuntimeError(f"{type(self).__name__} is {self._state}, expected {state}")
 
 
-def check_schema(batch: Batch) -> None:
-    """Every file has one schema for the whole run, so each frame must match core.schema.TABLES exactly."""
+def check_schema(batch: Batch, schemas: dict[str, dict] = TABLES) -> None:
+    """Every file has one schema for the whole run, so each frame must match its table's schema exactly
+    (core.schema.TABLES, or the run's own)."""
     for table, frame in batch.tables().items():
-        if frame.schema != pl.Schema(TABLES[table]):
-            want, got = pl.Schema(TABLES[table]), frame.schema
+        if frame.schema != pl.Schema(schemas[table]):
+            want, got = pl.Schema(schemas[table]), frame.schema
             diff = sorted({c for c in {*want, *got} if want.get(c) != got.get(c)}) or "column order"
-            raise ValueError(f"{table} frame does not match core.schema.TABLES[{table!r}]: {diff}")
+            raise ValueError(f"{table} frame does not match the run's {table} schema: {diff}")
 
 
 def pieces(frame: pl.DataFrame, rows: int):

@@ -127,13 +127,13 @@ class FhirSink(Sink):
     tables = ("Bundle",)
 
     def __init__(self, out_dir: str | Path, *, compress: bool = False, password: str | None = None,
-                 profile: str = "collection", seed: int = 0):
+                 profile: str = "collection", seed: int = 0, schemas: dict[str, dict] | None = None):
         if profile not in PROFILES:
             raise ValueError(f"unknown FHIR profile {profile!r}; allowed: {', '.join(PROFILES)}")
         self.run_dir = Path(out_dir)
         super().__init__(self.run_dir / FOLDER, compress=compress, password=password)
         self.profile, self.seed = profile, seed
-        self._tables = ParquetSink(self.run_dir, compress=compress, password=password)
+        self._tables = ParquetSink(self.run_dir, compress=compress, password=password, schemas=schemas)
         self._made_folder = False
         self._token = secrets.token_hex(4)  # names this sink's spill files
 
@@ -170,6 +170,11 @@ class FhirSink(Sink):
             self._pending = [self._pool.submit(self._write_one, "Bundle", batch)]
         else:
             self._pending = [self._pool.submit(self._copy_spills, list(extras))]
+
+    def write_table(self, name: str, frame) -> None:
+        """One more table beside the four (written as Parquet like them)."""
+        self._expect("open")
+        self._tables.write_table(name, frame)
 
     def _copy_spills(self, spills: list[tuple[str, int]]) -> None:
         stream = self._outputs["Bundle"].stream

@@ -67,4 +67,4 @@ class ParquetSink(Sink):
     ext = "parquet"
 
     def _encoder(self, table: str, stream) -> ParquetEncoder:
-        return ParquetEncoder(stream, TABLES[table])
+        return ParquetEncoder(stream, self.schemas[table])

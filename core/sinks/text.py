@@ -88,12 +88,12 @@ class CsvSink(Sink):
 
     def _encoder(self, table: str, stream) -> CsvEncoder:
         if table == "patients":
-            return HandoverCsvEncoder(stream, {**TABLES[table], "handover": pl.String})
-        return CsvEncoder(stream, TABLES[table])
+            return HandoverCsvEncoder(stream, {**self.schemas[table], "handover": pl.String})
+        return CsvEncoder(stream, self.schemas[table])
 
 
 class NdjsonSink(Sink):
     ext = "ndjson"
 
     def _encoder(self, table: str, stream) -> NdjsonEncoder:
-        return NdjsonEncoder(stream, TABLES[table])
+        return NdjsonEncoder(stream, self.schemas[table])

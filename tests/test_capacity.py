@@ -1,0 +1,375 @@
+"""The medical plan at work (core.capacity): queueing rules on hand-made casualties whose answer can be computed,
+a plan's validation, the runs it produces, and the sanity anchors of docs/capacity.md."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core import generator
+from core.capacity import des
+from core.capacity.model import N_INPUTS, Simulation
+from core.capacity.report import figures, load_table, report
+from core.scenario import Scenario, ScenarioError, preset
+from core.schema import PATIENTS_WITH_PLAN
+
+MIN = 60
+NA = -1
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def facility(count=1, tables=1, resus=10, icu=10, hold=10, day=1, night=1):
+    return {"count": count, "operating_tables": tables, "resuscitation_beds": resus, "icu_beds": icu,
+            "holding_beds": hold, "surgical_teams_day": day, "surgical_teams_night": night}
+
+
+def scenario(front=None, r3=None, strategic=None, **extra) -> Scenario:
+    plan = {"fronts": {"North": {"r1_teams": 1, "r2_basic": facility(count=0), "r2_enhanced": facility(),
+                                 "ground_ambulances": 5, "ambulance_litters": 1, "helicopters": 0,
+                                 **(front or {})}},
+            "r3": r3 or facility(tables=4, resus=50, icu=50, hold=100, day=4, night=4),
+            "strategic_evacuation": strategic or {"interval_h": 0, "seats": 40}}
+    return Scenario.from_dict({"name": "hand-made", "patients": 10, "days": 2, "follow_up_h": 48,
+                               "start": "2025-06-01T00:00:00Z", "special_events": [], "environment": [],
+                               "fronts": [{"name": "North", "casualty_share": 1, "nationality_mix": {"USA": 1}}],
+                               "medical_plan": plan, **extra})
+
+
+def casualty(gid, *, t0=0, poi_dep=None, stages=(2,), dwell=(600,), legs=(30 * MIN,), term=1, tri=0, cat=0,
+             surgery=0, resus=0, icu=0, postop=0, r1=10 * MIN, lethal=0, t_kia=None, budget=0, d0=None, dkind=0,
+             x_dow=8 * 3600):
+    """One row of the simulation's input: stages are the roles of stages 1.. (2 = Role 2), each with its
+    intended stay and the leg into it; ``term`` 1 returns to duty at the end of the last stage, 2 reaches Role 4."""
+    row = np.full(N_INPUTS, NA, dtype=np.int64)
+    row[des.GID], row[des.FRONT], row[des.TRI], row[des.CAT] = gid, 0, tri, cat
+    row[des.T0] = t0
+    row[des.POIDEP] = t0 + 5 * MIN if poi_dep is None else poi_dep
+    row[des.FAC:des.FAC + 4] = NA
+    row[des.DWELL:des.DWELL + 4] = 0
+    row[des.MODE:des.MODE + 4] = 0
+    row[des.LEG:des.LEG + 4] = 0
+    row[des.LEGG:des.LEGG + 4] = 0
+    for k, (role, stay, leg) in enumerate(zip(stages, dwell, legs)):
+        row[des.FAC + k], row[des.DWELL + k], row[des.MODE + k] = role, stay, des.GROUND
+        row[des.LEG + k] = row[des.LEGG + k] = leg
+    row[des.TERM], row[des.TERMSTAGE] = term, len(stages)
+    row[des.LKIND] = lethal
+    row[des.TKIA] = t_kia if t_kia is not None else np.iinfo(np.int64).max
+    row[des.BUDGET], row[des.XDOW] = budget, x_dow
+    row[des.D0] = d0 if d0 is not None else row[des.POIDEP] + legs[0]
+    row[des.DKIND], row[des.DR1] = dkind, r1
+    row[des.RESUS:des.RESUS + 2] = resus
+    row[des.SURG], row[des.SURG + 1] = surgery, 0
+    row[des.ICU:des.ICU + 2] = icu
+    row[des.POSTOP:des.POSTOP + 2] = postop
+    row[des.XLEGG] = row[des.XLEGA] = 60 * MIN
+    row[des.ROT] = 0
+    return row
+
+
+def run(sc: Scenario, rows: list[np.ndarray]):
+    sim = Simulation(sc)
+    sim.add(np.array(rows), "block")
+    sim.finish()
+    (settled,) = sim.settled()
+    return sim, settled
+
+
+# --- queueing rules with answers computed by hand -------------------------------------------------------------
+
+def test_one_operating_table_serves_by_triage_then_arrival():
+    # three casualties reach the Role 2 at 35, 45 and 55 min (5 min at the point of injury, 30 min by road), each
+    # needing 60 min of surgery; the T1 who came last is operated before the T2 who waited longer
+    rows = [casualty(0, t0=0, tri=1, surgery=60 * MIN), casualty(1, t0=10 * MIN, tri=1, surgery=60 * MIN),
+            casualty(2, t0=20 * MIN, tri=0, surgery=60 * MIN)]
+    _, s = run(scenario(), rows)
+    surgery = s.operated[:, 1]
+    assert surgery.tolist() == [35 * MIN, 155 * MIN, 95 * MIN]
+    assert s.wait_min.tolist() == [0, 110, 40]
+    assert s.t1_surgery_wait_min[2] == 40 and np.isnan(s.t1_surgery_wait_min[0])
+
+
+def test_surgical_teams_on_shift_limit_the_tables():
+    # two tables but one team by day and none at night (07-19 local): a casualty at 19:30 waits for 07:00
+    sc = scenario(front={"r2_enhanced": facility(tables=2, day=1, night=0)})
+    t_arrive = 19 * 3600 + 30 * MIN
+    _, s = run(sc, [casualty(0, t0=t_arrive - 35 * MIN, surgery=60 * MIN)])
+    assert s.operated[0, 1] == 31 * 3600  # 07:00 the next day
+
+
+def test_a_full_icu_keeps_the_patient_on_the_table():
+    # one ICU bed: the second casualty's surgery ends at 155 min but the bed frees only at 35+60+300 = 395 min,
+    # so the table stays taken and a third casualty operates only then
+    sc = scenario(front={"r2_enhanced": facility(tables=2, icu=1)})
+    rows = [casualty(0, t0=0, surgery=60 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
+            casualty(1, t0=60 * MIN, surgery=60 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
+            casualty(2, t0=120 * MIN, surgery=30 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
+            casualty(3, t0=125 * MIN, surgery=30 * MIN, icu=300 * MIN, dwell=(3 * 86400,))]
+    sim, s = run(sc, rows)
+    ot = s.operated[:, 1]
+    assert ot[0] == 35 * MIN and ot[1] == 95 * MIN
+    # both tables are blocked by casualties 1 and 2 waiting for the ICU bed: casualty 3 waits for a table
+    assert ot[2] == 155 * MIN
+    assert ot[3] == 395 * MIN  # casualty 1 moves to the ICU at 395 min and frees its table
+    icu = next(r for r in report(sim)["resources"] if r["resource"] == "ICU beds" and "Enhanced" in r["facility"])
+    assert icu["peak"] == 1 and icu["longest_queue"] >= 1
+
+
+def test_a_vehicle_on_its_return_leg_keeps_the_next_casualty_waiting():
+    # one ambulance, one litter, 30 min to the Role 2: it is back 60 min after it left
+    sc = scenario(front={"ground_ambulances": 1})
+    rows = [casualty(g, t0=g * MIN, stages=(1, 2), dwell=(15 * MIN, 600), legs=(20 * MIN, 30 * MIN), r1=5 * MIN,
+                     tri=1) for g in range(2)]
+    _, s = run(sc, rows)
+    leave_r1 = s.journey.dep[:, 1]
+    ready = np.array([0 + 5 * MIN + 20 * MIN + 15 * MIN, 1 * MIN + 5 * MIN + 20 * MIN + 15 * MIN])
+    assert leave_r1[0] == ready[0]
+    assert leave_r1[1] == ready[0] + 60 * MIN
+    assert s.journey.arr[1, 2] == leave_r1[1] + 30 * MIN
+    assert s.wait_min[1] == (ready[0] + 60 * MIN - ready[1]) // MIN
+
+
+def test_waiting_past_the_tolerance_for_delay_is_a_death_of_wounds():
+    # a casualty on a salvageable course tolerates 45 min of delay to surgery; the table is busy for 120 min
+    sc = scenario()
+    blocker = casualty(0, t0=0, tri=0, surgery=120 * MIN)
+    dying = casualty(1, t0=5 * MIN, tri=0, surgery=60 * MIN, lethal=3, t_kia=10 * 3600, budget=45 * MIN,
+                     dkind=1, d0=40 * MIN)
+    sim, s = run(sc, [blocker, dying])
+    assert s.journey.dies.tolist() == [False, True]
+    assert s.journey.t_die[1] == 40 * MIN + 45 * MIN
+    assert s.operated[1, 1] == NA
+    assert report(sim)["deaths"]["with_plan"]["DOW"] == 1
+
+
+def test_a_saturated_role2_is_passed_over_for_the_next():
+    # two Role 2s; the first has one resuscitation bed and a queue of more than two: later casualties go on
+    sc = scenario(front={"r2_basic": facility(count=1, resus=1, tables=1), "r2_enhanced": facility()})
+    rows = [casualty(g, t0=g * MIN, tri=0, resus=300 * MIN) for g in range(6)]
+    sim, s = run(sc, rows)
+    assert s.diverted[:3, 1].tolist() == [False, False, False]
+    assert s.diverted[4:, 1].all() and s.diversions[4:].tolist() == [1, 1]
+    assert report(sim)["waiting"]["diversions"] == 2
+
+
+def test_strategic_sorties_fly_on_schedule_and_by_priority():
+    # a sortie every 24 h with 1 seat: two casualties ready at Role 3 on day 1 leave at 24 h and 48 h, T1 first
+    sc = scenario(strategic={"interval_h": 24, "seats": 1})
+    rows = [casualty(g, t0=g * MIN, tri=1 - g, stages=(3, 4), dwell=(3 * 3600, 0), legs=(30 * MIN, 6 * 3600),
+                     term=2) for g in range(2)]
+    _, s = run(sc, rows)
+    assert s.journey.dep[:, 1].tolist() == [48 * 3600, 24 * 3600]
+    assert s.journey.terminal.tolist() == [6, 6]  # EVENT evacuated
+
+
+def test_no_wait_anywhere_keeps_the_intended_times():
+    _, s = run(scenario(), [casualty(0, t0=0, tri=2, dwell=(2 * 86400,))])
+    assert s.journey.arr[0, 1] == 35 * MIN and s.journey.t_term[0] == 35 * MIN + 2 * 86400
+    assert s.wait_min[0] == 0 and not s.mascal[0]
+
+
+# --- plan validation -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("plan, message", [
+    ({"fronts": {"North": {"r1_teams": -1}}}, "medical_plan.fronts.North.r1_teams: -1 is not allowed"),
+    ({"fronts": {"North": {"ground_ambulances": 10**9}}}, "ground_ambulances: 1000000000 is not allowed"),
+    ({"fronts": {"North": {"r2_basic": {"count": 0}, "r2_enhanced": {"count": 0}}}}, "no Role 2 facility"),
+    ({"fronts": {"Nowhere": {}}}, "'Nowhere' is not a front of this scenario"),
+    ({"fronts": {"North": {"r2_enhanced": {"operating_tables": 0}}}}, "needs at least an operating table"),
+    ({"fronts": {"North": {"r2_basic": {"surgical_teams_day": 0, "surgical_teams_night": 0}}}},
+     "no surgical team"),
+    ({"r3": {"count": 0}}, "medical_plan.r3.count: 0 is not allowed"),
+    ({"strategic_evacuation": {"interval_h": -5}}, "strategic_evacuation.interval_h: -5 is not allowed"),
+    ({"fronts": {"North": {"beds": 3}}}, "unknown field(s) beds"),
+    ("everything", "medical_plan: 'everything' is not allowed"),
+])
+def test_a_bad_plan_is_refused_with_one_message_per_problem(plan, message):
+    base = {"name": "x", "fronts": [{"name": "North", "casualty_share": 1, "nationality_mix": {"USA": 1}}]}
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_dict({**base, "medical_plan": plan})
+    assert message in str(err.value)
+    assert len(err.value.problems) == 1
+
+
+def test_a_plan_round_trips_and_unconstrained_means_none():
+    sc = preset("brigade_falklands")
+    again = Scenario.from_dict(sc.to_dict(), base=sc.to_dict())
+    assert again == sc and again.sha256() == sc.sha256()
+    plain = Scenario.from_dict({"medical_plan": "unconstrained"})
+    assert plain.medical_plan is None and plain.sha256() == Scenario.from_dict({}).sha256()
+    assert "medical_plan" not in plain.to_dict()
+
+
+def test_the_cli_refuses_a_bad_plan_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"medical_plan": {"fronts": {"Atlantis": {}}}}))
+    out = subprocess.run([sys.executable, "-m", "core", "validate", str(bad)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "'Atlantis' is not a front of this scenario" in out.stderr
+
+
+# --- runs with a plan ------------------------------------------------------------------------------------------
+
+# sha256 of the Parquet tables of `generate --patients 5000 --seed 11`, made by the engine before medical plans
+# existed (commit 5e1fa51): a scenario without a plan must keep producing exactly these bytes
+BEFORE_PLANS = {
+    "default": {"conditions": "1d3bcbb086729089ed11669b82f46f2d27046bb1adeb4633e3df278fc57dbeed",
+                "events": "f6ddf8f771a1a641191858a997f8820e358dae1d8dd080000acd187d6593086e",
+                "patients": "3e6b4b8a317ceb217da31f325d1951013d882cefaf110de5970c055a1e458a41",
+                "vitals": "4112ddc9a2ac833f4e44939537054a2ec32b5592343528dbbbb5d7b09e3bbd39"},
+    "mass_casualty": {"conditions": "3499aad0338e274fb186b09abec752ab9cb3749b8e73104a585d9b4bdca881e5",
+                      "events": "5d41132ad858b9f1eb3c5938327c1d0588cf7e6513bcbaa5f7b6d3fd96694d7c",
+                      "patients": "016b63f81303bd37c638c906bba2a2900f7c52dcc6e45534eb80b86884d0b9c0",
+                      "vitals": "2cafed7d3c94d2964984369f7ef0019b4614d53925ad48c10852779ff222bcfe"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE_PLANS))
+def test_without_a_plan_the_tables_are_byte_for_byte_as_before(tmp_path, name):
+    from core.run import generate_run
+    sc = Scenario.from_dict({"medical_plan": "unconstrained"}) if name == "default" else preset(name)
+    generate_run(sc.with_overrides(patients=5000, seed=11), tmp_path)
+    for table, digest in BEFORE_PLANS[name].items():
+        assert hashlib.sha256((tmp_path / f"{table}.parquet").read_bytes()).hexdigest() == digest, table
+
+
+def _plan_run(sc, **kw) -> generator.Batch:
+    return generator._concat(list(generator.rechunk(generator.blocks(sc, **kw), 1_000)))
+
+
+def test_with_a_plan_the_tables_are_the_same_for_any_chunk_size_and_workers():
+    sc = preset("brigade_okinawa").with_overrides(patients=40_000, days=20)
+    one = generator.generate(sc)
+    chunked = generator._concat(list(generator.stream(sc, chunk_size=7_000)))
+    two = generator._concat(list(generator.stream(sc, chunk_size=5_000, workers=2)))
+    for table in ("patients", "events", "conditions", "vitals"):
+        assert getattr(one, table).equals(getattr(chunked, table)), table
+        assert getattr(one, table).equals(getattr(two, table)), table
+    assert one.patients.schema == pl.Schema(PATIENTS_WITH_PLAN)
+
+
+def test_a_run_with_a_plan_meets_the_contract_and_writes_its_report(tmp_path, contract_check):
+    from core.run import generate_run
+    manifest = generate_run(preset("brigade_okinawa"), tmp_path, fmt="csv", compress=True)
+    contract_check(tmp_path)
+    names = {f["name"] for f in manifest["files"]}
+    assert {"capacity.json", "load.csv.gz", "calibration.json"} <= names
+    rep = json.loads((tmp_path / "capacity.json").read_text())
+    assert rep["verdict"] in ("holds", "strained", "overwhelmed") and rep["summary"]
+    assert manifest["capacity"]["verdict"] == rep["verdict"]
+    load = pl.read_csv(tmp_path / "load.csv.gz")
+    assert {"time", "facility", "resource", "capacity", "occupancy_mean", "occupancy_peak", "queue_peak"} <= set(
+        load.columns)
+    ot = load.filter(pl.col("resource") == "operating tables")
+    assert (ot["occupancy_peak"] <= 2).all()  # never more operations at once than tables
+    p = pl.read_csv(tmp_path / "patients.csv.gz")
+    assert {"wait_min", "diversions"} <= set(p.columns) and p["wait_min"].min() >= 0
+
+
+def test_a_plan_so_small_that_everyone_waits_runs_and_says_so():
+    tiny = {"fronts": {"North": {"r1_teams": 1, "r2_basic": {"count": 0},
+                                 "r2_enhanced": facility(tables=1, resus=1, icu=1, hold=1, day=1, night=0),
+                                 "ground_ambulances": 1, "helicopters": 0}},
+            "r3": facility(tables=1, resus=1, icu=1, hold=1), "strategic_evacuation": {"interval_h": 168, "seats": 1}}
+    sc = Scenario.from_dict({"name": "tiny", "patients": 20_000, "days": 5, "medical_plan": tiny,
+                             "fronts": [{"name": "North", "casualty_share": 1, "nationality_mix": {"USA": 1}}]})
+    sim = Simulation(sc)
+    batch = generator.generate(sc, simulation=sim)
+    rep = report(sim)
+    assert batch.patients.height == 20_000
+    assert rep["verdict"] == "overwhelmed"
+    assert rep["waiting"]["still_waiting_at_end"] > 1000
+    assert "were still waiting when the scenario ended" in rep["summary"]
+
+
+# --- the sanity anchors (docs/capacity.md) ---------------------------------------------------------------------
+
+def _figures(sc, seeds=range(3)):
+    out = []
+    for seed in seeds:
+        s = sc.with_overrides(seed=100 + seed)
+        sim = Simulation(s)
+        for _ in generator.blocks(s, simulation=sim):
+            pass
+        out.append(report(sim))
+    return out
+
+
+def _mean(reports, get):
+    return float(np.mean([get(r) for r in reports]))
+
+
+def test_falklands_rates_are_handled_by_the_brigade_laydown():
+    reps = _figures(preset("brigade_falklands"))
+    assert _mean(reps, lambda r: r["t1_surgery"]["within_2h_of_injury"]) >= 0.7
+    assert _mean(reps, lambda r: r["deaths"]["attributable_to_capacity"]["total"]) <= 1
+    assert _mean(reps, lambda r: r["waiting"]["share_waited_1h_or_more"]) < 0.1
+    for r in reps:  # no resource full for long
+        assert max(x["hours_at_capacity"] or 0 for x in r["resources"]) < 0.15 * 888
+
+
+def test_okinawa_rates_build_operating_queues_and_cost_lives():
+    falk, oki = _figures(preset("brigade_falklands")), _figures(preset("brigade_okinawa"))
+    wait = lambda r: r["t1_surgery"]["wait_p90_min"]  # noqa: E731
+    assert _mean(oki, wait) > 2 * max(_mean(falk, wait), 30)
+    assert _mean(oki, lambda r: r["deaths"]["attributable_to_capacity"]["DOW"]) >= 2
+    assert all(r["deaths"]["with_plan"]["DOW"] > r["deaths"]["unconstrained"]["DOW"] for r in oki)
+
+
+def test_a_mascal_of_60_builds_operating_queues():
+    base = preset("brigade_falklands")
+    event = [{"type": "mass_casualty", "day": 10, "hour": 14, "size": 60, "front": "Brigade"}]
+    with_event = Scenario.from_dict({**base.to_dict(), "special_events": event},
+                                    base=base.to_dict()).with_overrides(patients=base.patients + 60)
+    reps = _figures(with_event)
+    ot_queue = lambda r: max(x["longest_queue"] for x in r["resources"] if x["resource"] == "operating tables")  # noqa
+    assert _mean(reps, ot_queue) >= 3
+    assert _mean(reps, lambda r: r["deaths"]["with_plan"]["DOW"] - r["deaths"]["unconstrained"]["DOW"]) > 0
+    assert _mean(reps, lambda r: r["waiting"]["mass_casualty_patients"]) > 10
+
+
+def _scaled_plan(sc, **front):
+    d = sc.to_dict()
+    d["medical_plan"]["fronts"]["Brigade"].update(front)
+    return Scenario.from_dict(d, base=d)
+
+
+def test_doubling_operating_tables_and_teams_lowers_waits_and_attributable_deaths():
+    base = preset("brigade_okinawa")
+    doubled = _scaled_plan(base, r2_basic=facility(count=2, tables=2, resus=2, icu=2, hold=5, day=2, night=0),
+                           r2_enhanced=facility(count=1, tables=4, resus=4, icu=4, hold=30, day=4, night=2))
+    a, b = _figures(base), _figures(doubled)
+    assert _mean(b, lambda r: r["t1_surgery"]["wait_p90_min"]) < _mean(a, lambda r: r["t1_surgery"]["wait_p90_min"])
+    att = lambda r: r["deaths"]["attributable_to_capacity"]["total"]  # noqa: E731
+    assert _mean(b, att) < _mean(a, att)
+
+
+def test_no_helicopters_raises_transit_times_and_kia():
+    base = preset("brigade_okinawa")
+    grounded = _scaled_plan(base, helicopters=0)
+    a, b = _figures(base, range(4)), _figures(grounded, range(4))
+    assert _mean(b, lambda r: r["deaths"]["with_plan"]["KIA"]) > _mean(a, lambda r: r["deaths"]["with_plan"]["KIA"])
+
+
+def test_replications_give_a_mean_and_an_interval_that_holds_it():
+    from core.replicate import replicate, summarise, t_quantile
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile(0.975, 4) == pytest.approx(2.776, abs=2e-3)
+    assert t_quantile(0.975, 49) == pytest.approx(2.010, abs=1e-3)
+    s = summarise([1.0, 2.0, 3.0, None])
+    assert s["n"] == 3 and s["mean"] == 2.0
+    assert s["ci95"] == pytest.approx([2 - 4.303 / 3 ** 0.5, 2 + 4.303 / 3 ** 0.5], abs=1e-3)
+    rep = replicate(preset("brigade_falklands"), runs=4, workers=2)
+    f = rep["figures"]["Deaths attributable to capacity"]
+    assert f["n"] == 4 and f["ci95"][0] <= f["mean"] <= f["ci95"][1]
+    again = replicate(preset("brigade_falklands"), runs=4, workers=1)
+    assert again["figures"] == rep["figures"]
+    assert any("Case fatality" in name for name in rep["figures"])
+    assert {f["unit"] for f in rep["figures"].values()} <= {"share", "count", "min", "h"}
