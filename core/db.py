@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy import event, exc as sa_exc
 
-from core import schema, settings
+from core import runs, schema, settings
 
 # --- settings ---------------------------------------------------------------------------------------------------
 POOL_SIZE_DEFAULT, MAX_OVERFLOW_DEFAULT, POOL_TIMEOUT_DEFAULT = 5, 5, 10.0
@@ -761,30 +760,12 @@ def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True) -> Non
 
 
 def _delete_run_folder(folder: Path, run_id: str) -> None:
-    manifest = folder / "manifest.json"
-    try:
-        same = json.loads(manifest.read_text("utf-8")).get("run_id") == run_id
-    except (OSError, ValueError):
-        # a folder without a readable manifest is removed only if it holds nothing but a run's own files
-        same = folder.is_dir() and all(p.name.startswith((".", "patients", "events", "conditions", "vitals",
-                                                          "calibration", "fhir")) for p in folder.iterdir())
-    if same and folder.is_dir():
-        shutil.rmtree(folder)
+    runs.delete_run_folder(folder, run_id)  # the one deletion rule for run folders
 
 
 def _is_dead(host: str | None, pid: int | None) -> bool:
     """A run's process is gone (only decidable for runs of this host)."""
-    if host != socket.gethostname() or not pid:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return runs.process_gone(host, pid)
 
 
 @_guarded
