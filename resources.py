@@ -186,9 +186,10 @@ def run_summary(run_id: str, out_dir: str | None = None) -> dict:
     """A finished run's manifest (without the full scenario) and, for persisted runs, the database summary.
 
     ``out_dir`` is the run's folder when it is not named after the run (a CLI run copied into the runs folder)."""
-    from core.jobs import _db, _read_manifest
+    from core.jobs import _db
+    from core.runs import read_manifest
     registry = job_registry()
-    manifest = _read_manifest(Path(out_dir) if out_dir else registry.runs_root / run_id) or {}
+    manifest = read_manifest(Path(out_dir) if out_dir else registry.runs_root / run_id) or {}
     summary = {"manifest": {k: v for k, v in manifest.items() if k != "scenario"}, "counts": None}
     engine, db = db_engine(), _db()
     if engine is not None and db is not None:
@@ -247,14 +248,14 @@ def nation_names() -> dict[str, str]:
 
 @counted_cache_data(ttl=15, max_entries=16)
 def find_runs(runs_dir: str, folders: tuple[str, ...], version: int) -> list[dict]:
-    """Run folders under ``runs_dir`` (settings.runs_dir()) and ``folders``; ``version`` is
+    """Run folders with a manifest under ``runs_dir`` (settings.runs_dir()) and ``folders``; ``version`` is
     job_registry().version, so a run that just finished appears at once; the ttl picks up CLI runs."""
-    from core import explore
-    return explore.find_runs(*folders)
+    from core import runs
+    return runs.list_runs(runs_dir, *(Path(f).expanduser() for f in folders if f.strip()), interrupted=False)
 
 
 def explore_runs(folders: tuple[str, ...] = ()) -> list[dict]:
-    """Every run Explore and Replay can list, newest first (core.explore.find_runs rows)."""
+    """Every run Explore and Replay can list, newest first (core.runs.list_runs rows)."""
     from core import settings
     return find_runs(str(settings.runs_dir()), tuple(folders), job_registry().version)
 

@@ -1,7 +1,7 @@
-"""Explore and Replay: find finished runs, read their tables lazily, and aggregate them (no Streamlit here).
+"""Explore and Replay: read a finished run's tables lazily and aggregate them (no Streamlit here). The run
+folders themselves (manifest, listing, whether a run can be explored) are ``core.runs``'s.
 
-    runs = find_runs()                       # every run folder under settings.runs_dir() (and other folders)
-    run = open_run(runs[0]["path"])          # raises RunNotExplorable with a one-line reason
+    run = open_run(folder)                   # raises RunNotExplorable with a one-line reason
     key_figures(run.patients())              # every aggregate takes LazyFrames and returns a small result
     flow_links(run.patients(), run.events()) # the Sankey POI -> R1 -> ... -> outcome
 
@@ -17,9 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Iterable
 
 import polars as pl
 
-from core import settings
+from core import runs, settings
 from core.handover import handover_texts
 from core.schema import CATEGORIES, FACILITIES, OUTCOMES, TABLES, TRIAGES, UTC_TIME
 
@@ -52,65 +50,6 @@ class RunNotExplorable(Exception):
 
 
 # --- finding runs ------------------------------------------------------------------------------------------
-
-def _manifest(folder: Path) -> dict | None:
-    try:
-        data = json.loads((folder / "manifest.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def run_stamp(folder: str | Path) -> str:
-    """Changes when the run's manifest changes (it is written last): a cache key for everything read from it."""
-    try:
-        st = (Path(folder) / "manifest.json").stat()
-    except OSError:
-        return "missing"
-    return f"{st.st_mtime_ns}-{st.st_size}"
-
-
-def why_not_explorable(manifest: dict) -> str | None:
-    """None when the run's tables can be read, else the reason in one line."""
-    status = manifest.get("status")
-    if status != "completed":
-        return f"the run is {status or 'unfinished'}: only a completed run has tables to explore"
-    if manifest.get("encrypted"):
-        return ("the run is encrypted (AES-256-GCM) and the dashboard never asks for passwords: decrypt its files "
-                "with `python -m core decrypt` into a folder with the manifest to explore them")
-    names = {f.get("table"): f.get("name") for f in manifest.get("files") or []}
-    missing = [t for t in ("patients", "events") if not names.get(t)]
-    if missing:
-        return f"the manifest lists no {' or '.join(missing)} file"
-    return None
-
-
-def find_runs(*folders: str | Path) -> list[dict]:
-    """Runs under ``settings.runs_dir()`` and the given folders (a run folder itself or a folder of runs),
-    newest first. Each row: path, run_id, status, scenario, patients, format, compressed, encrypted,
-    started_at, elapsed_s, stamp, reason (None when explorable)."""
-    roots = [settings.runs_dir(), *(Path(f).expanduser() for f in folders if str(f).strip())]
-    seen, rows = set(), []
-    for root in roots:
-        if not root.is_dir():
-            continue
-        candidates = [root] if (root / "manifest.json").is_file() else sorted(p for p in root.iterdir() if p.is_dir())
-        for folder in candidates:
-            key = folder.resolve()
-            if key in seen:
-                continue
-            m = _manifest(folder)
-            if m is None:
-                continue
-            seen.add(key)
-            rows.append({"path": str(folder), "run_id": m.get("run_id") or folder.name, "status": m.get("status"),
-                         "scenario": (m.get("scenario") or {}).get("name"), "patients": m.get("patients"),
-                         "format": m.get("format"), "compressed": bool(m.get("compressed")),
-                         "encrypted": bool(m.get("encrypted")), "started_at": m.get("started_at") or "",
-                         "elapsed_s": m.get("elapsed_s"), "stamp": run_stamp(folder),
-                         "reason": why_not_explorable(m)})
-    return sorted(rows, key=lambda r: r["started_at"], reverse=True)
-
 
 def missing_folder(folder: str) -> str | None:
     """A one-line message when an extra runs folder typed by the user does not exist."""
@@ -157,10 +96,8 @@ def _unpacked(path: Path, run_id: str) -> Path:
     target = cache / path.name.removesuffix(".gz")
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-        with gzip.open(path, "rb") as src, tmp.open("wb") as dst:
+        with runs.atomic_path(target) as tmp, gzip.open(path, "rb") as src, tmp.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, target)
     return target
 
 
@@ -241,10 +178,10 @@ class Run:
 
 def open_run(folder: str | Path) -> Run:
     folder = Path(folder)
-    manifest = _manifest(folder)
+    manifest = runs.read_manifest(folder)
     if manifest is None:
-        raise RunNotExplorable(f"{folder} holds no readable manifest.json (not a run folder)")
-    reason = why_not_explorable(manifest)
+        raise RunNotExplorable(f"{folder} holds no readable {runs.MANIFEST} (not a run folder)")
+    reason = runs.why_not_explorable(manifest)
     if reason:
         raise RunNotExplorable(f"run {manifest.get('run_id') or folder.name}: {reason}")
     return Run(folder, manifest)

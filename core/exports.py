@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 import zipfile
 from pathlib import Path
+
+from core.runs import MANIFEST, atomic_path
 
 STORED_SUFFIXES = (".parquet", ".gz", ".enc")
 
@@ -22,23 +23,19 @@ def zip_path(run_folder: Path, exports_dir: Path) -> Path:
 def zip_run(run_folder: Path, exports_dir: Path) -> Path:
     """ZIP every file of ``run_folder`` into ``exports_dir/<run_id>.zip`` (reused if newer than the run)."""
     run_folder, exports_dir = Path(run_folder), Path(exports_dir)
-    if not (run_folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"{run_folder} is not a finished run (no manifest.json)")
+    if not (run_folder / MANIFEST).is_file():
+        raise FileNotFoundError(f"{run_folder} is not a finished run (no {MANIFEST})")
     exports_dir.mkdir(parents=True, exist_ok=True)
     target = zip_path(run_folder, exports_dir)
     files = sorted(p for p in run_folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     newest = max(p.stat().st_mtime for p in files)
     if target.is_file() and target.stat().st_mtime >= newest:
         return target
-    tmp = exports_dir / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-            for path in files:  # ZipFile.write copies in 8 KB pieces
-                method = zipfile.ZIP_STORED if path.name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
-                zf.write(path, arcname=f"{run_folder.name}/{path.relative_to(run_folder).as_posix()}", compress_type=method, compresslevel=6)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        for path in files:  # ZipFile.write copies in 8 KB pieces
+            method = zipfile.ZIP_STORED if path.name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+            zf.write(path, arcname=f"{run_folder.name}/{path.relative_to(run_folder).as_posix()}",
+                     compress_type=method, compresslevel=6)
     return target
 
 

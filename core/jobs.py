@@ -12,29 +12,26 @@ down never stops a run: the files are written and the job says why nothing reach
 """
 from __future__ import annotations
 
-import inspect
-import json
-import re
-import shutil
+import logging
+import os
+import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import psutil
-
+from core import runs
 from core.generator import BLOCK_DEFAULT, check_options
+from core.metrics import ProcessSampler
 from core.run import Progress, generate_run
 from core.scenario import Scenario
 from core.sinks import FORMATS
 
 ACTIVE = ("queued", "running")
 FINISHED = ("completed", "cancelled", "failed")
-RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
-_RUN_TAKES_ENGINE = "engine" in inspect.signature(generate_run).parameters
+PEAK_EVERY_S = 0.2  # memory is read five times a second during a run, so its peak is not missed
+log = logging.getLogger(__name__)
 
 
 def _db():
@@ -44,10 +41,6 @@ def _db():
     except ImportError:
         return None
     return db
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 class JobBusy(RuntimeError):
@@ -106,66 +99,19 @@ class Job:
         with self._lock:
             self.patients_done, self.elapsed_s = p.patients_done, p.elapsed_s
 
-    def _add_sample(self, sample: dict) -> None:
+    def _add_sample(self, process: dict, t0: float, cache_hit_rate: float | None) -> None:
+        """The run's sample from a sample of this process (core.metrics.ProcessSampler) taken since ``t0``."""
         with self._lock:
-            self.samples.append(sample)
-
-
-class _JobSampler(threading.Thread):
-    """Per-second samples of a running job; memory is read five times a second so the peak is not missed."""
-
-    TICK = 0.2
-
-    def __init__(self, job: Job, interval: float, pool_checked_out: Callable[[], int | None],
-                 cache_hit_rate: Callable[[], float | None] | None) -> None:
-        super().__init__(name=f"mpg-job-sampler-{job.run_id}", daemon=True)
-        self.job, self.interval = job, interval
-        self.pool_checked_out, self.cache_hit_rate = pool_checked_out, cache_hit_rate
-        self.stop_event = threading.Event()
-        self.process = psutil.Process()
-        self.process.cpu_percent(None)
-        self.t0 = time.perf_counter()
-        self.last_t, self.last_done = self.t0, 0
-        self.peak = 0.0
-
-    def run(self) -> None:
-        next_sample = self.t0 + self.interval
-        while not self.stop_event.wait(self.TICK):
-            self._memory()
-            if time.perf_counter() >= next_sample:
-                self.sample()
-                next_sample += self.interval
-
-    def _memory(self) -> float:
-        rss = self.process.memory_info().rss / 2**20
-        self.peak = max(self.peak, rss)
-        self.job.peak_rss_mb = round(self.peak, 1)
-        return rss
-
-    def sample(self) -> None:
-        now, done = time.perf_counter(), self.job.patients_done
-        rss = self._memory()
-        dt = now - self.last_t
-        s = {"t": round(now - self.t0, 2), "patients_done": done,
-             "patients_per_s": round((done - self.last_done) / dt, 1) if dt > 0 else 0.0,
-             "rss_mb": round(rss, 1), "peak_rss_mb": round(self.peak, 1),
-             "cpu_pct": self.process.cpu_percent(None), "pool_checked_out": None, "cache_hit_rate": None}
-        try:
-            s["pool_checked_out"] = self.pool_checked_out()
-        except Exception:  # database down: the sample still counts
-            pass
-        if self.cache_hit_rate is not None:
-            try:
-                rate = self.cache_hit_rate()
-                s["cache_hit_rate"] = round(rate, 4) if rate is not None else None
-            except Exception:
-                pass
-        self.last_t, self.last_done = now, done
-        self.job._add_sample(s)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(timeout=5)
+            t, done = round(process["t"] - t0, 2), self.patients_done
+            last = self.samples[-1] if self.samples else {"t": 0.0, "patients_done": 0}
+            dt = t - last["t"]
+            self.samples.append({
+                "t": t, "patients_done": done,
+                "patients_per_s": round((done - last["patients_done"]) / dt, 1) if dt > 0 else 0.0,
+                "rss_mb": process["rss_mb"], "peak_rss_mb": process["peak_rss_mb"], "cpu_pct": process["cpu_pct"],
+                "pool_checked_out": process.get("pool_checked_out"),
+                "cache_hit_rate": None if cache_hit_rate is None else round(cache_hit_rate, 4)})
+            self.peak_rss_mb = process["peak_rss_mb"]
 
 
 class JobRegistry:
@@ -220,7 +166,8 @@ class JobRegistry:
             return None
         try:
             return self._engine()
-        except Exception:
+        except Exception as exc:
+            _log_unexpected(exc, "database engine unavailable")
             return None
 
     # --- actions -----------------------------------------------------------------------------------------
@@ -234,7 +181,9 @@ class JobRegistry:
         if password is not None and not password:
             raise ValueError("encryption needs a non-empty password")
         check_options(chunk_size, 1)
-        run_id = run_id or new_run_id()
+        run_id = run_id or runs.new_run_id()
+        if not runs.RUN_ID.match(run_id):  # the id names a folder under runs_root: nothing else may get in
+            raise ValueError(f"run id {run_id!r} is not one (like {runs.new_run_id()})")
         with self._lock:
             busy = next((j for j in self._jobs.values() if j.active), None)
             if busy is not None:
@@ -270,11 +219,14 @@ class JobRegistry:
         return job
 
     # --- the worker --------------------------------------------------------------------------------------
-    def _pool_checked_out(self, engine) -> int | None:
-        db = _db()
-        if engine is None or db is None:
+    def _hit_rate(self) -> float | None:
+        if self._cache_hit_rate is None:
             return None
-        return db.pool_status(engine).get("checked_out")
+        try:
+            return self._cache_hit_rate()
+        except Exception:  # a broken counter must not stop the run's samples
+            log.exception("cache hit rate unavailable")
+            return None
 
     def _work(self, job: Job, scenario: Scenario, password: str | None, chunk_size: int) -> None:
         db = _db()
@@ -283,19 +235,20 @@ class JobRegistry:
             try:
                 engine = self._engine()
             except Exception as exc:
+                _log_unexpected(exc, "database engine unavailable")
                 job.db_note = f"database unavailable: {exc}"
             if engine is None and job.db_note is None:
                 job.db_note = "database unavailable"
         if job.db_note and job.persist:
             job.db_note += "; the run was written to files only"
         kwargs: dict[str, Any] = {}
-        if engine is not None and _RUN_TAKES_ENGINE:
+        if engine is not None:
             kwargs = {"engine": engine, "persist": job.persist, "scenario_name": job.scenario_name,
                       "scenario_version": job.scenario_version}
-        elif engine is not None and job.persist:
-            job.db_note = "this version of core.run cannot load runs into the database; written to files only"
-        sampler = _JobSampler(job, self.sample_interval, lambda: self._pool_checked_out(engine),
-                              self._cache_hit_rate)
+        t0 = time.time()
+        sampler = ProcessSampler(self.sample_interval, pool_status=None if engine is None else lambda: db.pool_status(engine),
+                                 peak_every=PEAK_EVERY_S, name=f"mpg-job-sampler-{job.run_id}",
+                                 on_sample=lambda sample: job._add_sample(sample, t0, self._hit_rate()))
         job.status = "running"
         sampler.start()
         status, error, manifest = "failed", None, None
@@ -309,14 +262,15 @@ class JobRegistry:
                 job.db_note = f"database: {db_error}; the files are complete"
         except Exception as exc:  # the reason is shown to the user; the manifest (if any) says failed too
             error = f"{type(exc).__name__}: {exc}"
-            manifest = _read_manifest(job.out_dir)
+            manifest = runs.read_manifest(job.out_dir)
         finally:
             sampler.stop()
             sampler.sample()
-            if engine is not None and db is not None and hasattr(db, "record_metrics"):
+            if engine is not None:
                 try:
                     db.record_metrics(engine, job.run_id, list(job.samples))
-                except Exception as exc:
+                except Exception as exc:  # LookupError: the run never reached the database
+                    _log_unexpected(exc, f"metrics of run {job.run_id} not stored", LookupError)
                     job.db_note = job.db_note or f"metrics not stored in the database: {exc}"
             with job._lock:
                 job.manifest, job.error, job.status = manifest, error, status
@@ -328,114 +282,58 @@ class JobRegistry:
 
     # --- run folders -------------------------------------------------------------------------------------
     def run_history(self, limit: int = 500) -> list[dict]:
-        """Every run, newest first: folders under runs_root, merged with the database's runs when it answers.
-
-        Keys: run_id, status, scenario_name, scenario_version, seed, patients, format, compressed, encrypted,
-        created_at, finished_at, elapsed_s, patients_per_s, peak_rss_mb, bytes, files, out_dir, persisted,
-        error, on_disk.
+        """Every run, newest first: folders under runs_root (``core.runs.list_runs`` rows), merged with the
+        database's runs when it answers (those have no stamp or reason, and ``on_disk`` False without a folder).
         """
-        runs = {r["run_id"]: r for r in list_run_folders(self.runs_root)}
+        history = {r["run_id"]: r for r in runs.list_runs(self.runs_root)}
         for job in self.jobs():  # folders of running jobs have no manifest yet
-            if job.active and job.run_id in runs:
-                runs[job.run_id].update(status=job.status, patients=job.patients_total)
+            if job.active and job.run_id in history:
+                history[job.run_id].update(status=job.status, patients=job.patients_total)
         engine, db = self.engine(), _db()
-        if engine is not None and db is not None:
+        if engine is not None:
             try:
                 for row in db.list_runs(engine, limit=limit):
-                    disk = runs.get(row["run_id"])
+                    disk = history.get(row["run_id"])
                     merged = dict(row, on_disk=disk is not None, bytes=None, files=0)
                     if disk is not None:
                         merged.update({k: v for k, v in disk.items() if v is not None and k not in
                                        ("persisted", "scenario_version")})
                         merged["scenario_version"] = row.get("scenario_version") or disk.get("scenario_version")
-                    runs[row["run_id"]] = merged
-            except Exception:  # database down: the folders are still the history
-                pass
-        return sorted(runs.values(), key=_newest_first, reverse=True)[:limit]
+                    history[row["run_id"]] = merged
+            except Exception as exc:  # database down: the folders are still the history
+                _log_unexpected(exc, "run list of the database unavailable")
+        return runs.sort_newest_first(history.values())[:limit]
 
     def delete_run(self, run_id: str, out_dir: str | Path | None = None) -> None:
-        """Delete a run's folder and its database rows; a running job is cancelled first, never half-deleted.
+        """Delete a run's folder and its database rows; a run still being written (by a job of this registry or
+        by another process, as the database says) is refused with ``core.runs.RunInProgress``, never half-deleted.
 
-        ``out_dir``: the run's folder when it is not named after the run; only a folder directly under the runs
-        folder is ever removed."""
+        ``out_dir``: the run's folder when it is not named after the run. Only a folder directly under the runs
+        folder is removed here; the database removes a registered run's folder elsewhere by the same rule."""
         job = self.get(run_id)
-        if job is not None and job.active:
-            raise JobBusy(f"run {run_id} is still {job.status}; cancel it first")
         engine, db = self.engine(), _db()
-        registered = False
-        if engine is not None and db is not None and db.get_run(engine, run_id) is not None:
+        row = db.get_run(engine, run_id) if engine is not None else None
+        writer = None
+        if job is not None and job.active:
+            writer = (socket.gethostname(), os.getpid())
+        elif row is not None and row.get("status") == "running":
+            writer = (row.get("host"), row.get("pid"))
+        folder = Path(out_dir) if out_dir is not None else self.runs_root / run_id
+        removed = runs.delete_run_folder(folder, run_id, root=self.runs_root, writer=writer)
+        if row is not None:
             db.delete_run(engine, run_id, delete_files=True)
-            registered = True
-        # only a run folder directly under runs_root is ever removed here
-        folder = self.runs_root / run_id if RUN_ID.match(run_id) else None
-        if out_dir is not None and Path(out_dir).resolve().parent == self.runs_root.resolve():
-            folder = Path(out_dir)
-        if folder is not None and folder.is_dir():
-            shutil.rmtree(folder)
-        elif not registered:
+        elif not removed:
             raise ValueError(f"no run {run_id!r} in {self.runs_root} or in the database")
         with self._lock:
             self._jobs.pop(run_id, None)
         self._bump()
 
 
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "manifest.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def list_run_folders(root: Path) -> list[dict]:
-    """One row per folder under ``root`` (see ``JobRegistry.run_history`` for the keys), newest first.
-
-    A folder without a manifest is a run that is still running or was interrupted (server stopped).
-    """
-    rows = []
-    for folder in Path(root).iterdir() if Path(root).is_dir() else ():
-        if not folder.is_dir():
-            continue
-        m = _read_manifest(folder)
-        if m is None:
-            stat = folder.stat()
-            rows.append({"mtime_ns": stat.st_mtime_ns, "run_id": folder.name, "status": "interrupted", "scenario_name": None,
-                         "scenario_version": None, "seed": None, "patients": None, "format": None,
-                         "compressed": None, "encrypted": None,
-                         "created_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc)
-                         .strftime("%Y-%m-%dT%H:%M:%SZ"), "finished_at": None, "elapsed_s": None,
-                         "patients_per_s": None, "peak_rss_mb": None, "bytes": _folder_bytes(folder),
-                         "files": 0, "out_dir": str(folder), "persisted": False, "error": None, "on_disk": True})
-            continue
-        files = m.get("files") or []
-        rows.append({"mtime_ns": (folder / "manifest.json").stat().st_mtime_ns,
-            "run_id": m.get("run_id", folder.name), "status": m.get("status"),
-            "scenario_name": m.get("scenario_name") or (m.get("scenario") or {}).get("name"),
-            "scenario_version": m.get("scenario_version"), "seed": m.get("seed"),
-            "patients": m.get("patients"), "format": m.get("format"), "compressed": m.get("compressed"),
-            "encrypted": m.get("encrypted"), "created_at": m.get("started_at"), "finished_at": m.get("finished_at"),
-            "elapsed_s": m.get("elapsed_s"), "patients_per_s": m.get("patients_per_s"),
-            "peak_rss_mb": m.get("peak_rss_mb"), "bytes": sum(f.get("bytes") or 0 for f in files),
-            "files": len(files), "out_dir": str(folder), "persisted": bool(m.get("persisted")),
-            "error": m.get("error"), "on_disk": True,
-        })
-    return sorted(rows, key=_newest_first, reverse=True)
-
-
-def _epoch(value) -> float:
-    """Seconds since 1970 of a datetime or an ISO 8601 text (manifests say ...Z, databases may not)."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def _newest_first(row: dict) -> tuple[float, int]:
-    # start times are whole seconds: the folder's last change breaks ties
-    return _epoch(row.get("created_at")) if row.get("created_at") else 0.0, row.get("mtime_ns") or 0
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def _log_unexpected(exc: Exception, what: str, *expected: type[Exception]) -> None:
+    """A database that is down is expected (its one-line reason is shown elsewhere); anything else is logged in
+    full, so a bug is never hidden behind "unavailable"."""
+    db = _db()
+    if isinstance(exc, expected) or (db is not None and isinstance(exc, db.DatabaseUnavailable)):
+        log.debug("%s: %s", what, exc)
+    else:
+        log.exception("%s", what, exc_info=exc)

@@ -1,7 +1,8 @@
 """Process and page metrics for the dashboard's Monitor page (no Streamlit here).
 
-- ``ProcessSampler``: a daemon thread sampling this process once a second with psutil (CPU %, RSS, threads)
-  and, through a callable, the database pool (checked out, query latency); a bounded history.
+- ``ProcessSampler``: a daemon thread sampling this process once a second with psutil (CPU %, RSS, peak RSS,
+  threads) and, through a callable, the database pool (checked out, query latency); a bounded history. The
+  Monitor page samples the server with one; each generation job samples its run with another.
 - ``PageTimings``: script-run time of each page, bounded per page, with p50 / p95.
 """
 from __future__ import annotations
@@ -30,15 +31,22 @@ def percentile(values: list[float], q: float) -> float | None:
 class ProcessSampler:
     """Samples this process every ``interval`` seconds in a daemon thread; ``history()`` returns the samples.
 
-    Each sample: ``t`` (unix seconds), ``cpu_pct`` (of one core, like ``top``), ``rss_mb``, ``threads`` and,
-    when ``pool_status`` is given and answers, ``pool_checked_out``, ``pool_budget``, ``query_ms_p50`` and
-    ``query_ms_p95``. A failing ``pool_status`` (database down) leaves those keys out, it never stops sampling.
+    Each sample: ``t`` (unix seconds), ``cpu_pct`` (of one core, like ``top``), ``rss_mb``, ``peak_rss_mb``,
+    ``threads`` and, when ``pool_status`` is given and answers, ``pool_checked_out``, ``pool_budget``,
+    ``query_ms_p50`` and ``query_ms_p95``. A failing ``pool_status`` (database down) leaves those keys out, it
+    never stops sampling. With ``peak_every`` the memory is also read that often between samples, so a short
+    peak is not missed; ``on_sample`` is called with every sample (from the sampling thread).
     """
 
     def __init__(self, interval: float = 1.0, history: int = HISTORY,
-                 pool_status: Callable[[], dict | None] | None = None) -> None:
+                 pool_status: Callable[[], dict | None] | None = None, *, peak_every: float | None = None,
+                 on_sample: Callable[[dict], None] | None = None, name: str = "mpg-process-sampler") -> None:
         self.interval = interval
         self.pool_status = pool_status
+        self.peak_every = peak_every
+        self.on_sample = on_sample
+        self.name = name
+        self.peak_rss_mb = 0.0
         self._samples: deque[dict] = deque(maxlen=history)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -50,7 +58,7 @@ class ProcessSampler:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self.sample()  # the history is never empty once started
-            self._thread = threading.Thread(target=self._loop, name="mpg-process-sampler", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
         return self
 
@@ -63,12 +71,16 @@ class ProcessSampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _rss_mb(self) -> float:
+        rss = self._process.memory_info().rss / 2**20
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        return rss
+
     def sample(self) -> dict:
         """Take one sample now, add it to the history and return it."""
         with self._process.oneshot():
-            s = {"t": time.time(), "cpu_pct": self._process.cpu_percent(None),
-                 "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
-                 "threads": self._process.num_threads()}
+            s = {"t": time.time(), "cpu_pct": self._process.cpu_percent(None), "rss_mb": round(self._rss_mb(), 1),
+                 "peak_rss_mb": round(self.peak_rss_mb, 1), "threads": self._process.num_threads()}
         if self.pool_status is not None:
             try:
                 pool = self.pool_status()
@@ -79,11 +91,19 @@ class ProcessSampler:
                          query_ms_p50=pool.get("query_ms_p50"), query_ms_p95=pool.get("query_ms_p95"))
         with self._lock:
             self._samples.append(s)
+        if self.on_sample is not None:
+            self.on_sample(s)
         return s
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
+        tick = min(self.peak_every or self.interval, self.interval)
+        next_sample = time.monotonic() + self.interval
+        while not self._stop.wait(tick):
+            if time.monotonic() >= next_sample - tick / 10:  # a wait may end a hair early
+                self.sample()
+                next_sample += self.interval
+            else:
+                self._rss_mb()
 
     def history(self, seconds: float | None = None) -> list[dict]:
         """Samples, oldest first; only the last ``seconds`` when given."""

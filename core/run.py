@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
 import resource
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import core
-from core import generator
+from core import generator, runs
 from core.calibration import Calibration
 from core.generator import BLOCK_DEFAULT
 from core.memory import tune_allocator
@@ -63,25 +60,18 @@ def _utc(ts: float) -> str:
 
 
 def _write_json(out: Path, name: str, data: dict, rows: int | None = None) -> dict:
-    """Write under a temporary name, then rename: a final name never holds a partial file."""
-    payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
-    tmp = out / f".{name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.write_bytes(payload)
-    os.replace(tmp, out / name)
+    """Write a JSON file of the run atomically; returns its entry for the manifest's file list."""
+    payload = runs.write_json(out / name, data)
     return {"name": name, "table": name.removesuffix(".json"), "rows": rows, "bytes": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest()}
-
-
-def _write_manifest(out: Path, manifest: dict) -> None:
-    _write_json(out, "manifest.json", manifest)
 
 
 def check_output_dir(out: Path, force: bool = False) -> None:
     """Refuse to overwrite an earlier run unless asked: a run folder is never silently replaced."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    if (out / "manifest.json").exists() and not force:
-        raise ValueError(f"--out {out} already holds a run (manifest.json); choose another folder or pass --force")
+    if (out / runs.MANIFEST).exists() and not force:
+        raise ValueError(f"--out {out} already holds a run ({runs.MANIFEST}); choose another folder or pass --force")
 
 
 def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compress: bool = False,
@@ -109,7 +99,7 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     tune_allocator()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or runs.new_run_id()
     started = time.time()
     t0 = time.perf_counter()
     manifest = {
@@ -195,5 +185,5 @@ def _finish(out, manifest, started, t0, done, status, error, files, database=Non
         manifest["error"] = error
     if database is not None:  # completed: the run's rows become visible now; otherwise they are dropped
         database.finish(manifest)
-    _write_manifest(out, manifest)
+    runs.write_manifest(out, manifest)
     return manifest

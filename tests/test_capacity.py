@@ -15,7 +15,7 @@ import pytest
 from core import generator
 from core.capacity import des
 from core.capacity.model import N_INPUTS, Simulation
-from core.capacity.report import figures, load_table, report
+from core.capacity.report import report
 from core.scenario import Scenario, ScenarioError, preset
 from core.schema import PATIENTS_WITH_PLAN
 

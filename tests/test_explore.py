@@ -6,7 +6,7 @@ import json
 import polars as pl
 import pytest
 
-from core import explore
+from core import explore, runs, settings
 from core.run import generate_run
 from core.scenario import load_scenario
 from core.schema import FACILITIES
@@ -51,8 +51,8 @@ def patients(run):
     return run.patients().collect()
 
 
-def test_find_runs_lists_every_run_and_says_why_some_cannot_be_explored(data_dir):
-    rows = {r["path"].rsplit("/", 1)[-1]: r for r in explore.find_runs()}
+def test_the_run_list_says_why_some_runs_cannot_be_explored(data_dir):
+    rows = {r["out_dir"].rsplit("/", 1)[-1]: r for r in runs.list_runs(settings.runs_dir(), interrupted=False)}
     assert set(rows) == {"parquet", "csvgz", "ndjson", "json", "secret", "cancelled"}
     assert rows["parquet"]["reason"] is None and rows["parquet"]["patients"] == N
     assert "encrypted" in rows["secret"]["reason"] and "python -m core decrypt" in rows["secret"]["reason"]
@@ -63,10 +63,11 @@ def test_find_runs_lists_every_run_and_says_why_some_cannot_be_explored(data_dir
         explore.open_run(data_dir)
 
 
-def test_find_runs_takes_another_folder_or_a_single_run_folder(data_dir, tmp_path, scenario):
+def test_runs_are_listed_from_another_folder_or_a_single_run_folder(data_dir, tmp_path, scenario):
     generate_run(scenario.with_overrides(patients=100), tmp_path / "elsewhere" / "one")
-    assert any(r["path"].endswith("one") for r in explore.find_runs(tmp_path / "elsewhere"))
-    assert any(r["path"].endswith("one") for r in explore.find_runs(tmp_path / "elsewhere" / "one"))
+    for root in (tmp_path / "elsewhere", tmp_path / "elsewhere" / "one"):
+        rows = runs.list_runs(settings.runs_dir(), root)
+        assert [r["out_dir"] for r in rows if r["out_dir"].endswith("one")] == [str(tmp_path / "elsewhere" / "one")]
     assert explore.missing_folder(str(tmp_path / "nope")).startswith("folder ")
     assert explore.missing_folder(str(tmp_path)) is None
 

@@ -9,7 +9,8 @@ import zipfile
 import pytest
 
 from core.exports import zip_run
-from core.jobs import JobBusy, JobRegistry, new_run_id
+from core.jobs import JobBusy, JobRegistry
+from core.runs import RunInProgress, new_run_id
 from core.scenario import load_scenario
 
 DATA_SUFFIXES = (".parquet", ".csv", ".ndjson", ".json", ".gz", ".enc")
@@ -65,13 +66,13 @@ def test_progress_eta_and_per_interval_samples_while_running(registry):
     sample = live["samples"][-1]
     assert sample["rss_mb"] > 50 and sample["peak_rss_mb"] >= sample["rss_mb"]
     assert sample["cache_hit_rate"] == 0.93 and sample["pool_checked_out"] is None  # no database here
-    assert sample["cpu_pct"] >= 0
     view = registry.wait(job.run_id, 300).view()
     assert view["status"] == "completed" and view["eta_s"] is None
     samples = view["samples"]
     assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
     assert samples[-1]["patients_done"] == 400_000
     assert max(s["patients_per_s"] for s in samples) > 1_000
+    assert max(s["cpu_pct"] for s in samples) > 20  # generating keeps this process busy
     assert view["peak_rss_mb"] == max(s["peak_rss_mb"] for s in samples)
 
 
@@ -114,6 +115,8 @@ def test_bad_options_are_refused_before_anything_starts(registry):
         registry.submit(scenario(2_000), password="")
     with pytest.raises(ValueError, match="chunk size 0"):
         registry.submit(scenario(2_000), chunk_size=0)
+    with pytest.raises(ValueError, match="run id '../elsewhere' is not one"):  # it names the run's folder
+        registry.submit(scenario(2_000), run_id="../elsewhere")
     assert registry.jobs() == [] and list(registry.runs_root.iterdir()) == []
 
 
@@ -129,7 +132,7 @@ def test_delete_run_removes_the_folder_and_refuses_a_running_one(registry):
     done = registry.submit(scenario(2_000))
     registry.wait(done.run_id, 120)
     running = registry.submit(scenario(5_000_000))
-    with pytest.raises(JobBusy, match="cancel it first"):
+    with pytest.raises(RunInProgress, match="still being written.*cancel it first"):
         registry.delete_run(running.run_id)
     registry.cancel()
     registry.wait(running.run_id, 30)

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.testing.v1 import AppTest
 
-import resources
 from core.run import generate_run
 from core.scenario import load_scenario
+from pages import metrics, open_page, use_data_dir
 
-APP = str(Path(__file__).parents[1] / "app.py")
 PAGE = "views/explore.py"
+RUN = "20260101T000000Z-aaaaaaaa"
 N = 3_000
 
 
@@ -21,33 +19,22 @@ N = 3_000
 def run_dirs(tmp_path_factory):
     data = tmp_path_factory.mktemp("explore_page")
     scenario = load_scenario("default").with_overrides(patients=N, seed=8)
-    generate_run(scenario, data / "runs" / "20260101T000000Z-aaaaaaaa")
+    generate_run(scenario, data / "runs" / RUN)
     generate_run(scenario.with_overrides(patients=100), data / "secret" / "locked", password="pw")
     return data
 
 
 @pytest.fixture
 def data_dir(run_dirs, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(run_dirs))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    resources.job_registry.clear()
-    resources.find_runs.clear()
-    return run_dirs
+    return use_data_dir(monkeypatch, run_dirs)
 
 
-def open_explore() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def metrics(at) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+def open_explore():
+    return open_page(PAGE)
 
 
 def patients(run_dirs) -> pl.DataFrame:
-    return pl.read_parquet(run_dirs / "runs" / "20260101T000000Z-aaaaaaaa" / "patients.parquet")
+    return pl.read_parquet(run_dirs / "runs" / RUN / "patients.parquet")
 
 
 def test_opens_the_newest_run_with_key_figures_and_overview_charts(data_dir):
@@ -71,8 +58,14 @@ def test_every_view_renders_its_charts(data_dir):
     sankey = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
     assert sankey["type"] == "sankey" and "Evacuated out of theatre" in sankey["node"]["label"]
     at.radio(key="ex_view").set_value("Calibration").run()
-    assert "pass" in at.markdown[-1].value or any("pass" in md.value for md in at.markdown)
-    assert at.dataframe  # the calibration targets
+    report = json.loads((data_dir / "runs" / RUN / "calibration.json").read_text())
+    s = report["summary"]
+    assert s["pass"] > 0 and s["pass"] + s["warn"] + s["n/a"] == len(report["targets"])
+    headline = f"**{s['pass']} pass · {s['warn']} warn · {s['n/a']} not applicable**"
+    assert [md.value for md in at.markdown if md.value.startswith(headline)], [md.value for md in at.markdown]
+    shown = at.dataframe[0].value
+    assert list(shown["metric"]) == [t["metric"] for t in report["targets"]]
+    assert list(shown["status"]) == [t["status"] for t in report["targets"]]
     at.radio(key="ex_view").set_value("10-1-2").run()
     labels = [m.label for m in at.metric]
     assert "Medical facility (r1+) within 60 min" in labels
@@ -114,8 +107,6 @@ def test_encrypted_run_from_another_folder_says_why_it_cannot_be_explored(data_d
 
 
 def test_no_runs_yet_says_how_to_make_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
-    resources.job_registry.clear()
-    resources.find_runs.clear()
+    use_data_dir(monkeypatch, tmp_path)
     at = open_explore()
     assert any("No runs yet" in i.value for i in at.info)

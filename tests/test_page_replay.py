@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.testing.v1 import AppTest
 
-import resources
 from core.run import generate_run
 from core.scenario import load_scenario
+from pages import metrics, open_page, use_data_dir
 
-APP = str(Path(__file__).parents[1] / "app.py")
 N = 2_000
 RUN = "20260101T000000Z-bbbbbbbb"
 
@@ -27,18 +24,11 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture
 def data_dir(run_dir, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(run_dir))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    resources.job_registry.clear()
-    resources.find_runs.clear()
-    return run_dir
+    return use_data_dir(monkeypatch, run_dir)
 
 
-def open_replay() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("views/replay.py").run()
-    assert not at.exception, at.exception
-    return at
+def open_replay():
+    return open_page("views/replay.py")
 
 
 def animation(at) -> dict:
@@ -48,7 +38,7 @@ def animation(at) -> dict:
 def test_replay_animates_the_run_with_play_pause_speeds_and_a_time_slider(data_dir):
     at = open_replay()
     assert len(at.selectbox(key="rp_run").options) == 1  # the encrypted run cannot be replayed
-    m = {x.label: x.value for x in at.metric}
+    m = metrics(at)
     assert m["Injured"] == f"{N:,}"
     spec = animation(at)
     days = 8 * 24 + 168  # the default scenario's window plus follow-up, in hours
@@ -66,7 +56,7 @@ def test_filters_and_step_change_what_is_replayed(data_dir):
     at.multiselect(key="rp_front").set_value(["Finland"]).run()
     at.multiselect(key="rp_triage").set_value(["T1"]).run()
     assert not at.exception
-    m = {x.label: x.value for x in at.metric}
+    m = metrics(at)
     expected = p.filter((pl.col("front") == "Finland") & (pl.col("triage") == "T1")).height
     assert m["Injured"] == f"{expected:,}"
     at.selectbox(key="rp_step").set_value("12h").run()
@@ -83,8 +73,6 @@ def test_jump_starts_the_animation_at_the_chosen_time(data_dir):
 
 
 def test_no_replayable_run_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPG_DATA_DIR", str(tmp_path))
-    resources.job_registry.clear()
-    resources.find_runs.clear()
+    use_data_dir(monkeypatch, tmp_path)
     at = open_replay()
     assert any("No run to replay" in i.value for i in at.info)

@@ -1,29 +1,11 @@
 """Runs page (AppTest): the run history, a run's summary and ZIP download, delete with confirmation."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 import resources
 from core.scenario import load_scenario
+from pages import by_label, metrics, open_page
 
-APP = str(Path(__file__).parents[1] / "app.py")
 PAGE = "views/runs.py"
-
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()  # app.py first, as a browser does
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def by_label(widgets, label):
-    found = [w for w in widgets if w.label == label]
-    assert found, f"no widget labelled {label!r} among {[w.label for w in widgets]}"
-    return found[0]
 
 
 def run(patients: int, seed: int, **options):
@@ -32,19 +14,19 @@ def run(patients: int, seed: int, **options):
     return registry.wait(job.run_id, 120)
 
 
-def table(at: AppTest):
+def table(at):
     return at.dataframe[0].value  # pandas DataFrame of the history table
 
 
 def test_no_runs_yet(data_dir):
-    at = open_page()
+    at = open_page(PAGE)
     assert "No runs yet" in at.info[0].value
 
 
 def test_history_lists_each_run_with_status_size_seed_and_timings(data_dir):
     first = run(2_000, seed=5, fmt="csv", compress=True)
     second = run(3_000, seed=6)
-    at = open_page()
+    at = open_page(PAGE)
     df = table(at)
     assert list(df["run"]) == [second.run_id, first.run_id]  # newest first
     row = df[df["run"] == first.run_id].iloc[0]
@@ -52,7 +34,7 @@ def test_history_lists_each_run_with_status_size_seed_and_timings(data_dir):
     assert row["size"].endswith(("KB", "MB")) and row["seconds"] > 0 and row["patients/s"] > 0
     assert {"version", "started (UTC)", "peak MB", "in database"} <= set(df.columns)
     assert by_label(at.selectbox, "Run").value == second.run_id
-    labels = {m.label: m.value for m in at.metric}
+    labels = metrics(at)
     assert labels["Patients"] == "3,000"
     assert [d.label for d in at.get("download_button")] == ["Download as ZIP"]
 
@@ -64,14 +46,14 @@ def test_a_cancelled_run_is_listed_without_a_download(data_dir):
         job.done_event.wait(0.05)
     registry.cancel()
     registry.wait(job.run_id, 30)
-    at = open_page()
+    at = open_page(PAGE)
     assert table(at).iloc[0]["status"] == "cancelled"
     assert not at.get("download_button")
 
 
 def test_delete_needs_confirmation_and_removes_the_run(data_dir):
     keep, gone = run(2_000, seed=1), run(2_000, seed=2)
-    at = open_page()
+    at = open_page(PAGE)
     by_label(at.selectbox, "Run").set_value(gone.run_id).run()
     delete = by_label(at.button, "Delete run")
     assert delete.disabled  # nothing happens without ticking the confirmation
@@ -87,7 +69,7 @@ def test_delete_needs_confirmation_and_removes_the_run(data_dir):
 def test_a_running_run_cannot_be_deleted(data_dir):
     registry = resources.job_registry()
     job = registry.submit(load_scenario("default").with_overrides(patients=5_000_000, seed=1))
-    at = open_page()
+    at = open_page(PAGE)
     assert table(at).iloc[0]["status"] in ("queued", "running")
     assert by_label(at.checkbox, f"Yes, delete run {job.run_id} and its files").disabled
     registry.cancel()
@@ -97,7 +79,7 @@ def test_a_running_run_cannot_be_deleted(data_dir):
 def test_a_run_saved_to_the_database_shows_its_counts_and_is_deleted_from_it(data_dir):
     from core import db
     saved = run(2_000, seed=3, persist=True)
-    at = open_page()
+    at = open_page(PAGE)
     row = table(at).iloc[0]
     assert row["run"] == saved.run_id and bool(row["in database"]) is True
     assert "Counts from the database" in [e.label for e in at.expander]

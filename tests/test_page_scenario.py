@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import resources
 from core import reference
 from core import scenario_edit as se
 from core.scenario import load_scenario
-
-APP = str(Path(__file__).parents[1] / "app.py")
+from pages import metrics, open_app
 
 
 # --- core.scenario_edit ----------------------------------------------------------------------------------------
@@ -113,14 +110,8 @@ def data_dir(tmp_path, monkeypatch):
     resources.database.clear()
 
 
-def open_scenario() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def metrics(at) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+def open_scenario():
+    return open_app()  # the Scenario page is the default page
 
 
 def test_scenario_page_renders_a_preview(data_dir):

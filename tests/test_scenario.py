@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -112,7 +113,9 @@ def test_canonical_json_is_stable_and_sorted():
     a, b = load_scenario(), load_scenario()
     assert a.canonical_json() == b.canonical_json()
     assert a.sha256() == b.sha256()
-    assert len(a.sha256()) == 64 and int(a.sha256(), 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", a.sha256())
+    assert a.sha256() == hashlib.sha256(a.canonical_json().encode("utf-8")).hexdigest()
+    assert a.with_overrides(seed=a.seed + 1).sha256() != a.sha256()
     parsed = json.loads(a.canonical_json())
     assert list(parsed) == sorted(parsed)
     # canonical = sorted keys, compact separators, UTF-8 kept as is

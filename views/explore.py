@@ -3,33 +3,17 @@ lines, facility occupancy, the calibration report, and every patient (table and 
 import streamlit as st
 
 import resources
-from core.explore import OUTCOME_LABELS, RunNotExplorable, missing_folder
+from core.explore import OUTCOME_LABELS, RunNotExplorable
+from views.run_picker import pick_run
 
 VIEWS = ("Overview", "Flow", "10-1-2", "Occupancy", "Calibration", "Patients")
 PAGE_ROWS = 200
 
 
 st.title("Explore")
-with st.expander("Runs from another folder"):
-    extra = st.text_input("Folder", key="ex_folder", placeholder="/path/to/runs or /path/to/one/run",
-                          help="Runs under the data folder are always listed; add a folder written by the CLI.")
-    problem = missing_folder(extra)
-    if problem:
-        st.error(problem)
-folders = () if problem or not extra.strip() else (extra.strip(),)
-runs = resources.explore_runs(folders)
-if not runs:
-    st.info("No runs yet: generate one on the Generate page, or with "
-            "`python -m core generate --patients 20000 --out data/runs/demo`.")
-    st.stop()
-
-by_path = {r["path"]: r for r in runs}
-path = st.selectbox(
-    "Run", list(by_path), key="ex_run",
-    format_func=lambda p: (f"{by_path[p]['scenario'] or '?'} · {by_path[p]['patients'] or 0:,} patients · "
-                           f"{by_path[p]['started_at']} · {by_path[p]['run_id']}"
-                           + ("" if by_path[p]["reason"] is None else "  (cannot be explored)")))
-run = by_path[path]
+path, run = pick_run("ex_run", other_folder_key="ex_folder",
+                     none_yet="No runs yet: generate one on the Generate page, or with "
+                              "`python -m core generate --patients 20000 --out data/runs/demo`.")
 if run["reason"]:
     st.warning(f"This run cannot be explored: {run['reason']}.")
     st.stop()

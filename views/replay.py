@@ -5,22 +5,14 @@ import streamlit as st
 
 import resources
 from core.explore import RunNotExplorable, replay_step
+from views.run_picker import pick_run
 
 STEPS = ("1h", "2h", "3h", "6h", "12h", "1d")
 
 st.title("Replay")
-runs = [r for r in resources.explore_runs() if r["reason"] is None]
-if not runs:
-    st.info("No run to replay yet: generate one on the Generate page (encrypted and unfinished runs cannot be "
-            "replayed).")
-    st.stop()
-by_path = {r["path"]: r for r in runs}
-if st.session_state.get("ex_run") in by_path and "rp_run" not in st.session_state:
-    st.session_state["rp_run"] = st.session_state["ex_run"]  # the run open on Explore
-path = st.selectbox("Run", list(by_path), key="rp_run",
-                    format_func=lambda p: f"{by_path[p]['scenario']} · {by_path[p]['patients'] or 0:,} patients · "
-                                          f"{by_path[p]['started_at']} · {by_path[p]['run_id']}")
-run = by_path[path]
+path, run = pick_run("rp_run", explorable_only=True, follow_key="ex_run",  # starts on the run open on Explore
+                     none_yet="No run to replay yet: generate one on the Generate page (encrypted and unfinished "
+                              "runs cannot be replayed).")
 try:
     ov = resources.explore_overview(path, run["stamp"])
 except RunNotExplorable as exc:

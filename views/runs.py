@@ -5,7 +5,7 @@ import streamlit as st
 
 import resources
 from core.exports import download_limit_bytes, human_bytes, remove_zip, zip_run
-from core.jobs import JobBusy
+from core.runs import RunInProgress
 
 
 def delete_run(run_id: str, out_dir: str | None) -> None:
@@ -15,7 +15,7 @@ def delete_run(run_id: str, out_dir: str | None) -> None:
         remove_zip(run_id, resources.exports_dir())
         resources.run_summary.clear()
         st.session_state["runs_message"] = ("success", f"Run {run_id} deleted (files and database rows).")
-    except (JobBusy, ValueError, OSError) as exc:
+    except (RunInProgress, ValueError, OSError) as exc:  # in progress, not a run of ours, disk
         st.session_state["runs_message"] = ("error", f"Run {run_id} was not deleted: {exc}")
     st.session_state.pop("runs_confirm", None)
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import numpy as np
 
 from core import reference
 from core.capacity import des
 from core.capacity.plan import MedicalPlan, config
-from core.flow import AIR, NA, Casualties, Journey, lognormal, tables as flow_tables
-from core.schema import BI, CATEGORIES, EVENT as EV, NBI, POI, R1, R2, R3, R4, T1, T2, T4, TRIAGES
+from core.flow import NA, Casualties, Journey, lognormal
+from core.schema import CATEGORIES, EVENT as EV, POI, R1, R2, R3, T1, TRIAGES
 
 INT_MAX = np.iinfo(np.int64).max
 # inputs the block gives the simulation, in des field order (GID .. ROT)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from core import schema
+from core import runs as run_folders, schema
 
 from .engine import connect, dialect, guarded
 from .tables import (METRIC_FIELDS, METRICS, NAME_MAX, RUN_TABLES, RUNS, STORED_TABLES, aware, parse_time, quoted,
@@ -201,33 +200,13 @@ def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True) -> Non
         _delete_run_folder(Path(row.out_dir), str(run_id))
 
 
-# moves to core.runs
 def _delete_run_folder(folder: Path, run_id: str) -> None:
-    manifest = folder / "manifest.json"
-    try:
-        same = json.loads(manifest.read_text("utf-8")).get("run_id") == run_id
-    except (OSError, ValueError):
-        # a folder without a readable manifest is removed only if it holds nothing but a run's own files
-        same = folder.is_dir() and all(p.name.startswith((".", "patients", "events", "conditions", "vitals",
-                                                          "calibration", "fhir")) for p in folder.iterdir())
-    if same and folder.is_dir():
-        shutil.rmtree(folder)
+    run_folders.delete_run_folder(folder, run_id)  # the one deletion rule for run folders
 
 
-# moves to core.runs
 def _is_dead(host: str | None, pid: int | None) -> bool:
     """A run's process is gone (only decidable for runs of this host)."""
-    if host != socket.gethostname() or not pid:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return run_folders.process_gone(host, pid)
 
 
 @guarded

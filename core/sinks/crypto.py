@@ -19,6 +19,8 @@ import os
 import secrets
 from pathlib import Path
 
+from core.runs import atomic_path
+
 # cryptography is imported where it is used: a run without --encrypt need not map its ~12 MB of native code
 
 MAGIC = b"MPGENC"
@@ -86,10 +88,9 @@ def decrypt_file(src: str | os.PathLike, dst: str | os.PathLike, password: str) 
         salt = header[len(MAGIC) + 1:len(MAGIC) + 1 + SALT_SIZE]
         decryptor = Cipher(algorithms.AES(derive_key(password, salt)), modes.GCM(header[-NONCE_SIZE:])).decryptor()
         decryptor.authenticate_additional_data(header)
-        tmp = dst.with_name(f".{dst.name}.partial-{secrets.token_hex(4)}")
         try:
             # plaintext reaches only the temp file before the tag is checked; it is deleted if the check fails
-            with open(tmp, "xb") as fout:
+            with atomic_path(dst) as tmp, open(tmp, "xb") as fout:
                 remaining = size - HEADER_SIZE - TAG_SIZE
                 while remaining:
                     chunk = fin.read(min(CHUNK, remaining))
@@ -98,9 +99,6 @@ def decrypt_file(src: str | os.PathLike, dst: str | os.PathLike, password: str) 
                     fout.write(decryptor.update(chunk))
                     remaining -= len(chunk)
                 fout.write(decryptor.finalize_with_tag(fin.read(TAG_SIZE)))
-            os.replace(tmp, dst)
         except InvalidTag:
             raise DecryptionError(f"wrong password or damaged file: {src} fails the GCM tag check") from None
-        finally:
-            tmp.unlink(missing_ok=True)
     return dst

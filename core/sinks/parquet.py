@@ -14,7 +14,6 @@ from __future__ import annotations
 from contextlib import suppress
 
 import polars as pl
-from core.schema import TABLES
 
 from .base import Sink
 

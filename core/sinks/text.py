@@ -11,7 +11,7 @@ import io
 import polars as pl
 
 from core.handover import with_handover
-from core.schema import TABLES, Batch
+from core.schema import Batch
 
 from .base import Sink
 

@@ -1,0 +1,42 @@
+"""The run picker of the Explore and Replay pages (a part of those pages, not a page: app.py does not list it)."""
+import streamlit as st
+
+import resources
+from core.explore import missing_folder
+
+
+def _label(run: dict) -> str:
+    return (f"{run['scenario_name'] or '?'} · {run['patients'] or 0:,} patients · {run['created_at'] or ''} · "
+            f"{run['run_id']}" + ("" if run["reason"] is None else "  (cannot be explored)"))
+
+
+def _other_folder(key: str) -> tuple[str, ...]:
+    """A folder of runs (or one run folder) typed by the user, when it exists."""
+    with st.expander("Runs from another folder"):
+        extra = st.text_input("Folder", key=key, placeholder="/path/to/runs or /path/to/one/run",
+                              help="Runs under the data folder are always listed; add a folder written by the CLI.")
+        problem = missing_folder(extra)
+        if problem:
+            st.error(problem)
+    return () if problem or not extra.strip() else (extra.strip(),)
+
+
+def pick_run(key: str, *, none_yet: str, explorable_only: bool = False, other_folder_key: str | None = None,
+             follow_key: str | None = None) -> tuple[str, dict]:
+    """A select box of the run folders, newest first; returns the chosen folder and its ``core.runs.list_runs``
+    row, or stops the page with ``none_yet`` when there is no run to choose.
+
+    ``other_folder_key``: also list the runs of a folder the user types; ``follow_key``: start on the run chosen
+    by the picker of that key (the run open on another page)."""
+    folders = _other_folder(other_folder_key) if other_folder_key else ()
+    runs = resources.explore_runs(folders)
+    if explorable_only:
+        runs = [r for r in runs if r["reason"] is None]
+    if not runs:
+        st.info(none_yet)
+        st.stop()
+    by_path = {r["out_dir"]: r for r in runs}
+    if follow_key and st.session_state.get(follow_key) in by_path and key not in st.session_state:
+        st.session_state[key] = st.session_state[follow_key]
+    path = st.selectbox("Run", list(by_path), key=key, format_func=lambda p: _label(by_path[p]))
+    return path, by_path[path]
