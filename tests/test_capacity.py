@@ -96,27 +96,27 @@ def test_one_operating_table_serves_by_triage_then_arrival():
 
 
 def test_surgical_teams_on_shift_limit_the_tables():
-    # two tables but one team by day and none at night (07-19 local): a casualty at 19:30 waits for 07:00
-    sc = scenario(front={"r2_enhanced": facility(tables=2, day=1, night=0)})
+    # two tables but one team by day and none at night (07-19 local), at the Role 3 too (so no diversion helps):
+    # a casualty at 19:30 waits for 07:00
+    sc = scenario(front={"r2_enhanced": facility(tables=2, day=1, night=0)}, r3=facility(day=1, night=0))
     t_arrive = 19 * 3600 + 30 * MIN
     _, s = run(sc, [casualty(0, t0=t_arrive - 35 * MIN, surgery=60 * MIN)])
     assert s.operated[0, 1] == 31 * 3600  # 07:00 the next day
 
 
 def test_a_full_icu_keeps_the_patient_on_the_table():
-    # one ICU bed: the second casualty's surgery ends at 155 min but the bed frees only at 35+60+300 = 395 min,
-    # so the table stays taken and a third casualty operates only then
-    sc = scenario(front={"r2_enhanced": facility(tables=2, icu=1)})
+    # two tables and teams, one ICU bed. Casualty 0 operates 35-95 min, then has the ICU bed until 395 min.
+    # Casualty 1 operates 95-155 min and then waits on its table for the bed; casualty 2 takes the other table at
+    # 155 min and, done at 185 min, waits on it too: casualty 3 (arrived at 160 min) gets a table only at 395 min,
+    # when casualty 1 moves into the ICU
+    sc = scenario(front={"r2_enhanced": facility(tables=2, icu=1, day=2, night=2)})
     rows = [casualty(0, t0=0, surgery=60 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
             casualty(1, t0=60 * MIN, surgery=60 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
             casualty(2, t0=120 * MIN, surgery=30 * MIN, icu=300 * MIN, dwell=(3 * 86400,)),
             casualty(3, t0=125 * MIN, surgery=30 * MIN, icu=300 * MIN, dwell=(3 * 86400,))]
     sim, s = run(sc, rows)
     ot = s.operated[:, 1]
-    assert ot[0] == 35 * MIN and ot[1] == 95 * MIN
-    # both tables are blocked by casualties 1 and 2 waiting for the ICU bed: casualty 3 waits for a table
-    assert ot[2] == 155 * MIN
-    assert ot[3] == 395 * MIN  # casualty 1 moves to the ICU at 395 min and frees its table
+    assert ot.tolist() == [35 * MIN, 95 * MIN, 155 * MIN, 395 * MIN]
     icu = next(r for r in report(sim)["resources"] if r["resource"] == "ICU beds" and "Enhanced" in r["facility"])
     assert icu["peak"] == 1 and icu["longest_queue"] >= 1
 
@@ -149,11 +149,13 @@ def test_waiting_past_the_tolerance_for_delay_is_a_death_of_wounds():
 
 
 def test_a_saturated_role2_is_passed_over_for_the_next():
-    # two Role 2s; the first has one resuscitation bed and a queue of more than two: later casualties go on
+    # two Role 2s; the first (where everyone is sent) has one resuscitation bed, taken for 300 min. Casualties
+    # leave the point of injury every 40 min and arrive 30 min later; once more than two wait for that bed (the
+    # diversion factor), the next are taken past it to the Role 2 Enhanced
     sc = scenario(front={"r2_basic": facility(count=1, resus=1, tables=1), "r2_enhanced": facility()})
-    rows = [casualty(g, t0=g * MIN, tri=0, resus=300 * MIN) for g in range(6)]
+    rows = [casualty(g, t0=g * 40 * MIN, tri=0, resus=300 * MIN) for g in range(6)]
     sim, s = run(sc, rows)
-    assert s.diverted[:3, 1].tolist() == [False, False, False]
+    assert s.diverted[:4, 1].tolist() == [False] * 4
     assert s.diverted[4:, 1].all() and s.diversions[4:].tolist() == [1, 1]
     assert report(sim)["waiting"]["diversions"] == 2
 
@@ -255,21 +257,24 @@ def test_with_a_plan_the_tables_are_the_same_for_any_chunk_size_and_workers():
     assert one.patients.schema == pl.Schema(PATIENTS_WITH_PLAN)
 
 
-def test_a_run_with_a_plan_meets_the_contract_and_writes_its_report(tmp_path, contract_check):
+def test_a_run_with_a_plan_meets_the_contract_and_writes_its_report(tmp_path):
+    from conftest import assert_contract_holds
     from core.run import generate_run
-    manifest = generate_run(preset("brigade_okinawa"), tmp_path, fmt="csv", compress=True)
-    contract_check(tmp_path)
+    manifest = generate_run(preset("brigade_okinawa"), tmp_path, fmt="csv")
+    assert_contract_holds(tmp_path)
     names = {f["name"] for f in manifest["files"]}
-    assert {"capacity.json", "load.csv.gz", "calibration.json"} <= names
+    assert {"capacity.json", "load.csv", "calibration.json"} <= names
     rep = json.loads((tmp_path / "capacity.json").read_text())
     assert rep["verdict"] in ("holds", "strained", "overwhelmed") and rep["summary"]
     assert manifest["capacity"]["verdict"] == rep["verdict"]
-    load = pl.read_csv(tmp_path / "load.csv.gz")
+    load = pl.read_csv(tmp_path / "load.csv")
     assert {"time", "facility", "resource", "capacity", "occupancy_mean", "occupancy_peak", "queue_peak"} <= set(
         load.columns)
-    ot = load.filter(pl.col("resource") == "operating tables")
-    assert (ot["occupancy_peak"] <= 2).all()  # never more operations at once than tables
-    p = pl.read_csv(tmp_path / "patients.csv.gz")
+    # never more patients in a resource at once than it ever has (operating tables follow the shifts)
+    worst = load.filter(pl.col("capacity").is_not_null()).group_by("facility", "resource").agg(
+        pl.col("occupancy_peak").max().alias("peak"), pl.col("capacity").max().alias("capacity"))
+    assert (worst["peak"] <= worst["capacity"]).all() and worst["peak"].max() > 0
+    p = pl.read_csv(tmp_path / "patients.csv")
     assert {"wait_min", "diversions"} <= set(p.columns) and p["wait_min"].min() >= 0
 
 
@@ -306,19 +311,37 @@ def _mean(reports, get):
     return float(np.mean([get(r) for r in reports]))
 
 
+def _dcs_within_2h(scenarios) -> float:
+    """Calibration target 12b pooled over runs: T1 battle casualties operated at Role 2 within 2 h of injury."""
+    from core.calibration import calibrate
+    rows = [next(t for t in calibrate(s, generator.stream(s))["targets"] if t["id"] == "12b") for s in scenarios]
+    return sum(t["value"] * t["n"] for t in rows) / sum(t["n"] for t in rows)
+
+
 def test_falklands_rates_are_handled_by_the_brigade_laydown():
-    reps = _figures(preset("brigade_falklands"))
-    assert _mean(reps, lambda r: r["t1_surgery"]["within_2h_of_injury"]) >= 0.7
+    sc = preset("brigade_falklands")
+    reps = _figures(sc, range(5))
     assert _mean(reps, lambda r: r["deaths"]["attributable_to_capacity"]["total"]) <= 1
     assert _mean(reps, lambda r: r["waiting"]["share_waited_1h_or_more"]) < 0.1
     for r in reps:  # no resource full for long
         assert max(x["hours_at_capacity"] or 0 for x in r["resources"]) < 0.15 * 888
+    # 10-1-2: 0.75 over 20 seeds with the plan, 0.84 with unlimited care (the one surgical team on night shift
+    # at the Role 2 Enhanced is the limit, see docs/capacity.md); 5 seeds here, so a margin
+    seeds = [sc.with_overrides(seed=100 + i) for i in range(5)]
+    free = [Scenario.from_dict({**s.to_dict(), "medical_plan": "unconstrained"}) for s in seeds]
+    with_plan, unlimited = _dcs_within_2h(seeds), _dcs_within_2h(free)
+    assert with_plan >= 0.68 and with_plan >= unlimited - 0.15
 
 
 def test_okinawa_rates_build_operating_queues_and_cost_lives():
     falk, oki = _figures(preset("brigade_falklands")), _figures(preset("brigade_okinawa"))
-    wait = lambda r: r["t1_surgery"]["wait_p90_min"]  # noqa: E731
-    assert _mean(oki, wait) > 2 * max(_mean(falk, wait), 30)
+    # one T1 in ten reaches surgery hours later than with unlimited care (waiting, or taken past a busy
+    # facility); at Falklands rates minutes
+    delay = lambda r: r["t1_surgery"]["delay_p90_min"]  # noqa: E731
+    assert _mean(oki, delay) >= 90 and _mean(oki, delay) > 1.5 * _mean(falk, delay)
+    r2_ot_queue = lambda r: max(x["longest_queue"] for x in r["resources"]  # noqa: E731
+                                if x["resource"] == "operating tables" and x["role"] == "R2")
+    assert _mean(oki, r2_ot_queue) >= 3
     assert _mean(oki, lambda r: r["deaths"]["attributable_to_capacity"]["DOW"]) >= 2
     assert all(r["deaths"]["with_plan"]["DOW"] > r["deaths"]["unconstrained"]["DOW"] for r in oki)
 
@@ -346,7 +369,7 @@ def test_doubling_operating_tables_and_teams_lowers_waits_and_attributable_death
     doubled = _scaled_plan(base, r2_basic=facility(count=2, tables=2, resus=2, icu=2, hold=5, day=2, night=0),
                            r2_enhanced=facility(count=1, tables=4, resus=4, icu=4, hold=30, day=4, night=2))
     a, b = _figures(base), _figures(doubled)
-    assert _mean(b, lambda r: r["t1_surgery"]["wait_p90_min"]) < _mean(a, lambda r: r["t1_surgery"]["wait_p90_min"])
+    assert _mean(b, lambda r: r["t1_surgery"]["delay_p90_min"]) < _mean(a, lambda r: r["t1_surgery"]["delay_p90_min"])
     att = lambda r: r["deaths"]["attributable_to_capacity"]["total"]  # noqa: E731
     assert _mean(b, att) < _mean(a, att)
 

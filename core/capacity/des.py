@@ -54,7 +54,8 @@ SURGWAIT, OTREADY, DONE, TTERM, TERMOUT, TERMSTG, FIRSTMTF, OPERATED, DEST, MERG
     63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73)
 # actual journey, +stage 0..4
 AFAC, AARR, ADEP, AMODE, ACARE, AOT, ADIV = 74, 79, 84, 89, 94, 99, 104
-NPF = 109
+OTFAC = 109    # facility of the first operation
+NPF = 110
 
 # status
 ST_TRANSIT, ST_WAIT, ST_ACTIVE, ST_HOLD, ST_VEHICLE, ST_DONE, ST_DEAD = 1, 2, 3, 4, 5, 6, 7
@@ -77,12 +78,13 @@ NFA = 5
 FR_J0, FR_NR2B, FR_NR2E, FR_AMB, FR_HELI, FR_AMBL, FR_HELIL = 0, 1, 2, 3, 4, 5, 6
 NFR = 7
 TH_R3J0, TH_NR3, TH_STRAT, TH_INTERVAL, TH_SEATS, TH_HORIZON, TH_DAYSTART, TH_DAYEND, TH_BIN, TH_DIVF = range(10)
-NTH = 10
+TH_DEFER = 10  # +class 1..3 (T2, T3, T4): longest a delayed operation waits while a table is kept for T1
+NTH = 14
 S_HN, S_SEQ, S_CLOCK, S_MASK, S_STACKN, S_ERR = 0, 1, 2, 3, 4, 5
 NS = 6
 
 # events
-E_POI, E_ARRIVE, E_ACT, E_READY, E_VEHFREE, E_SORTIE, E_SHIFT, E_DEADLINE, E_DEATH, E_RELEASE = range(10)
+E_POI, E_ARRIVE, E_ACT, E_READY, E_VEHFREE, E_SORTIE, E_SHIFT, E_DEADLINE, E_DEATH, E_RELEASE, E_RECHECK = range(11)
 
 
 # --- heap ---------------------------------------------------------------------------------------------------
@@ -242,6 +244,26 @@ def _head(RS, r):
     return NA
 
 
+@njit(cache=True)
+def _may_operate(P, RS, TH, S, r, c, since, t):
+    """Where two or more tables are in use (teams on shift), one is kept for T1: a delayed (T2-T4) operation
+    starts only if another table stays free, or once it has waited its longest delay."""
+    if RS[r, RS_KIND] != K_OT or c == 0:
+        return True
+    free = RS[r, RS_CAP] - RS[r, RS_BUSY]
+    return RS[r, RS_CAP] <= 1 or free >= 2 or t - since >= TH[TH_DEFER + c]
+
+
+@njit(cache=True)
+def _next_served(P, RS, TH, S, r, t):
+    """The patient waiting for r to serve now: the first by priority that may start, or NA."""
+    for c in range(4):
+        g = RS[r, RS_QH + c]
+        if g != NA and _may_operate(P, RS, TH, S, r, c, P[_slot(S, g), WAITSINCE], t):
+            return g
+    return NA
+
+
 # --- serving ------------------------------------------------------------------------------------------------
 @njit(cache=True)
 def _to_serve(STACK, S, r):
@@ -274,12 +296,15 @@ def _request(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
     """Ask for one unit of r: granted now if one is free, else the patient queues (keeping what it holds)."""
     s = _slot(S, gid)
     P[s, WAITSINCE] = t
-    if RS[r, RS_BUSY] < RS[r, RS_CAP] and RS[r, RS_QN] == 0:
+    c = P[s, TRI]
+    if RS[r, RS_BUSY] < RS[r, RS_CAP] and RS[r, RS_QN] == 0 and _may_operate(P, RS, TH, S, r, c, t, t):
         _occupy(RS, TS, TH, r, t)
         RS[r, RS_SERVED] += 1
         _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t)
     else:
         _enqueue(P, RS, TS, TH, S, gid, r, t)
+        if RS[r, RS_KIND] == K_OT and c > 0:  # a delayed operation is due at the latest then
+            push(H, S, t + TH[TH_DEFER + c], E_RECHECK, r, 0)
 
 
 @njit(cache=True)
@@ -295,7 +320,7 @@ def _serve(P, RS, FA, FR, TH, H, S, TS, STACK, t):
         if kind == K_STRAT or kind == K_AMBQ or kind == K_HELIQ:
             continue
         while RS[r, RS_BUSY] < RS[r, RS_CAP]:
-            g = _head(RS, r)
+            g = _next_served(P, RS, TH, S, r, t)
             if g == NA:
                 break
             _unlink(P, RS, TS, TH, S, g, t)
@@ -336,12 +361,12 @@ def _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
         P[s, ACARE + o] = t
         if o == 1:
             _decide(P, s, 0)
-    if role == R1:
+    if role == R1:  # the stay runs from the start of treatment; the team is free when treatment ends
         P[s, PHASE] = PH_R1
-        push(H, S, t + P[s, DR1], E_ACT, gid, PH_R1)
-        ready = t + max(P[s, DWELL + P[s, STAGE] - 1], P[s, DR1])
-        P[s, READY] = ready
-        push(H, S, ready, E_READY, gid, 0)
+        stay = P[s, DWELL + P[s, STAGE] - 1]
+        push(H, S, t + min(P[s, DR1], stay), E_ACT, gid, PH_R1)
+        P[s, READY] = t + stay
+        push(H, S, t + stay, E_READY, gid, 0)
     elif kind == K_FIRST:
         P[s, PHASE] = PH_RESUS
         push(H, S, t + P[s, RESUS + ri], E_ACT, gid, PH_RESUS)
@@ -349,8 +374,10 @@ def _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
         P[s, PHASE] = PH_OT
         if P[s, AOT + o] == NA:
             P[s, AOT + o] = t
-        if P[s, OPERATED] == 0 and P[s, TRI] == 0:
-            P[s, SURGWAIT] = t - P[s, OTREADY]
+        if P[s, OPERATED] == 0:
+            P[s, OTFAC] = j
+            if P[s, TRI] == 0:
+                P[s, SURGWAIT] = t - P[s, OTREADY]
         _decide(P, s, 1)
         dur = P[s, SURG + 0] if P[s, OPERATED] == 0 and P[s, SURG + 0] > 0 else P[s, SURG + 1]
         P[s, OPERATED] = 1
@@ -442,22 +469,30 @@ def _die(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
 
 # --- destinations -------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _saturated(P, RS, FA, TH, s, j, t):
+def _saturated(P, RS, FA, TH, s, j, t, strict):
     """A facility to pass over: more waiting for resuscitation or for a holding bed than the diversion factor
-    times its beds, or, for a casualty who needs surgery, no surgical team on shift."""
+    times its beds, or, for a casualty who needs surgery, no surgical team on shift or every table taken with a
+    queue as long again (``strict``: for a T1, every table taken)."""
     base = FA[j, FA_RES]
     f = TH[TH_DIVF]
     if RS[base + K_FIRST, RS_QN] > f * RS[base + K_FIRST, RS_CAP]:
         return True
     if RS[base + K_HOLD, RS_QN] > f * RS[base + K_HOLD, RS_CAP]:
         return True
-    return _needs_surgery(P, s, FA[j, FA_ROLE]) and ot_capacity(FA, RS, TH, j, t) == 0
+    if not _needs_surgery(P, s, FA[j, FA_ROLE]):
+        return False
+    # a surgical team must be on shift when the casualty gets there (t is the expected arrival); for a T1 a
+    # table must be free, for the others the tables must not be all taken with as many again waiting
+    ot = base + K_OT
+    cap = ot_capacity(FA, RS, TH, j, t)
+    return cap == 0 or (RS[ot, RS_BUSY] >= cap and ((strict and P[s, TRI] == 0) or RS[ot, RS_QN] >= cap))
 
 
 @njit(cache=True)
 def _destination(P, RS, FA, FR, TH, S, s, role, t):
-    """Facility for a patient heading to ``role``: the first on its route that is not saturated (the Role 2 it
-    is assigned to, the other Role 2s of its front, then Role 3), else the first. Returns (j, diverted to
+    """Facility for a patient heading to ``role`` (t: when it would get there): the first on its route that is
+    not saturated, else the first. The route: the Role 2 it is assigned to and the other Role 2s of its front
+    (for a T1 who needs surgery, first those with a table free), then the Role 3s. Returns (j, diverted to
     Role 3)."""
     f = P[s, FRONT]
     if role == R1:
@@ -466,17 +501,18 @@ def _destination(P, RS, FA, FR, TH, S, s, role, t):
     if role == R2:
         n2 = FR[f, FR_NR2B] + FR[f, FR_NR2E]
         j0 = FR[f, FR_J0] + 1
-        for i in range(n2):
-            j = j0 + (P[s, ROT] + i) % n2
-            if first == NA:
-                first = j
-            if not _saturated(P, RS, FA, TH, s, j, t):
-                return j, False
+        for strict in (True, False):
+            for i in range(n2):
+                j = j0 + (P[s, ROT] + i) % n2
+                if first == NA:
+                    first = j
+                if not _saturated(P, RS, FA, TH, s, j, t, strict):
+                    return j, False
     for i in range(TH[TH_NR3]):
         j = TH[TH_R3J0] + (P[s, GID] + i) % TH[TH_NR3]
         if first == NA:
             first = j
-        if not _saturated(P, RS, FA, TH, s, j, t):
+        if not _saturated(P, RS, FA, TH, s, j, t, False):
             return j, role == R2
     return first, False
 
@@ -491,7 +527,7 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
     _leave_held(P, RS, TS, TH, STACK, S, s, t)
     P[s, ADEP + o] = t
     P[s, AMODE + o] = mode
-    j, diverted = _destination(P, RS, FA, FR, TH, S, s, role, t)
+    j, diverted = _destination(P, RS, FA, FR, TH, S, s, role, t + leg)
     arrive = t + leg
     actual_role = FA[j, FA_ROLE]
     P[s, MERGED] = 0
@@ -694,9 +730,13 @@ def _on_ready(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
         return
     j = P[s, FACJ]
     f = P[s, FRONT]
-    if P[s, MODE + nk - 1] == AIR and RS[FR[f, FR_HELI], RS_CAP] > 0:
+    heli, amb = FR[f, FR_HELI], FR[f, FR_AMB]
+    heli_free = RS[heli, RS_BUSY] < RS[heli, RS_CAP]
+    amb_free = RS[amb, RS_BUSY] < RS[amb, RS_CAP]
+    # a casualty meant to fly takes a free helicopter, else a free ambulance, else waits for a helicopter
+    if P[s, MODE + nk - 1] == AIR and RS[heli, RS_CAP] > 0 and (heli_free or not amb_free):
         _enqueue(P, RS, TS, TH, S, gid, FA[j, FA_RES] + K_HELIQ, t)
-        _to_serve(STACK, S, FR[f, FR_HELI])
+        _to_serve(STACK, S, heli)
     else:
         _enqueue(P, RS, TS, TH, S, gid, FA[j, FA_RES] + K_AMBQ, t)
         _to_serve(STACK, S, FR[f, FR_AMB])
@@ -765,6 +805,8 @@ def advance(P, RS, FA, FR, TH, H, S, TS, STACK, until):
         S[S_CLOCK] = t
         if typ == E_VEHFREE or typ == E_RELEASE:
             _release(RS, TS, TH, STACK, S, a, t)
+        elif typ == E_RECHECK:
+            _to_serve(STACK, S, a)
         elif typ == E_SORTIE:
             _on_sortie(P, RS, FA, FR, TH, H, S, TS, STACK, t)
         elif typ == E_SHIFT:

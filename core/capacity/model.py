@@ -124,11 +124,8 @@ def inputs(rng: np.random.Generator, scenario, env: dict, p: Casualties, j: Jour
     k_s = np.where(has, first_surgical, 1)
     role_s = np.take_along_axis(fac, k_s[:, None], axis=1)[:, 0]
     surgical = has & ((x[:, des.SURG] > 0) | ((role_s == R3) & (x[:, des.SURG + 1] > 0)))
-    # when the decisive surgery is reached with no wait anywhere: Role 1 stay at least its treatment
-    r1_first = fac[:, 1] == R1
-    at_s = np.where((k_s == 2) & r1_first,
-                    a0 + np.maximum(x[:, des.DWELL], dr1) + x[:, des.LEG + 1],
-                    np.take_along_axis(j.arr, k_s[:, None], axis=1)[:, 0])
+    # when the decisive surgery is reached with no wait anywhere: on arrival at that facility
+    at_s = np.take_along_axis(j.arr, k_s[:, None], axis=1)[:, 0]
     x[:, des.DKIND] = surgical.astype(np.int64)
     x[:, des.D0] = np.where(surgical, at_s, a0)
     return x
@@ -155,6 +152,11 @@ class Settled:
     t1_surgery_wait_min: np.ndarray  # per patient (NaN: not a T1 who was operated)
 
 
+def _t1_needing_surgery(rows: np.ndarray) -> np.ndarray:
+    """T1 casualties whose decisive care is surgery and who do not die at once or before reaching care."""
+    return (rows[:, des.TRI] == T1) & (rows[:, des.DKIND] == 1) & ~np.isin(rows[:, des.LKIND], (1, 4))
+
+
 @dataclass
 class Tally:
     """Running counts of settled patients for the capacity report (flat memory: counts and T1 waits only)."""
@@ -171,12 +173,19 @@ class Tally:
     t1: int = 0
     t1_reached_surgery_facility: int = 0
     t1_operated: int = 0
+    t1_needing_surgery: int = 0
     t1_within_2h: int = 0
+    t1_within_2h_unconstrained: int = 0
     t1_waits: list = field(default_factory=list)
+    t1_delays: list = field(default_factory=list)
     waiting_at_end: int = 0
 
-    def unconstrained(self, cat: np.ndarray, outcome: np.ndarray) -> None:
-        np.add.at(self.outcomes_unconstrained, (cat, outcome), 1)
+    def unconstrained(self, rows: np.ndarray, outcome: np.ndarray) -> None:
+        """The same casualties with unlimited care: their outcomes, and T1 surgery on arrival where it is due."""
+        np.add.at(self.outcomes_unconstrained, (rows[:, des.CAT], outcome), 1)
+        t1 = _t1_needing_surgery(rows)
+        self.t1_needing_surgery += int(t1.sum())
+        self.t1_within_2h_unconstrained += int((t1 & (rows[:, des.D0] - rows[:, des.T0] <= 7200)).sum())
 
     def settled(self, r: np.ndarray, j: Journey, t1_wait: np.ndarray) -> None:
         from core.flow import outcomes
@@ -197,10 +206,13 @@ class Tally:
         first_ot = np.where(ot == NA, INT_MAX, ot).min(axis=1)
         operated = t1 & (first_ot < INT_MAX)
         self.t1_operated += int(operated.sum())
-        self.t1_within_2h += int((operated & (first_ot - r[:, des.T0] <= 7200)).sum())
+        due = _t1_needing_surgery(r) & (first_ot < INT_MAX)
+        self.t1_within_2h += int((due & (first_ot - r[:, des.T0] <= 7200)).sum())
         waits = t1_wait[~np.isnan(t1_wait)]
         if len(waits):
             self.t1_waits.append(waits.astype(np.float32))
+        if due.any():  # how much later than with unlimited care surgery began
+            self.t1_delays.append(((first_ot[due] - r[due, des.D0]) / 60).astype(np.float32))
         self.waiting_at_end += int(((r[:, des.WAITRES] != NA) & (r[:, des.TDIE] == NA)).sum())
 
 
@@ -287,8 +299,9 @@ class Simulation:
         horizon_h = self.horizon // 3600
         self.bin_s = 3600 * max(1, math.ceil(horizon_h / 1440))  # at most ~1,440 bins per resource
         TH = np.zeros(des.NTH, dtype=np.int64)
+        defer = [int(cfg["delayed_surgery_max_wait_h"][t] * 3600) for t in TRIAGES[1:]]
         TH[:] = (r3_j0, self.plan.r3.count, strat, interval, se.seats, self.horizon, day0, day1, self.bin_s,
-                 cfg["diversion_queue_factor"])
+                 cfg["diversion_queue_factor"], 0, *defer)
         self.RS, self.FA, self.FR, self.TH = RS, FA, FR, TH
         self.TS = np.zeros((nres, self.horizon // self.bin_s + 2, 3), dtype=np.int64)
         self.S = np.zeros(des.NS, dtype=np.int64)
@@ -341,7 +354,7 @@ class Simulation:
         self._next_gid = first + n
         self._pending.append((first, n, payload))
         if unconstrained_outcomes is not None:
-            self.tally.unconstrained(rows[:, des.CAT], unconstrained_outcomes)
+            self.tally.unconstrained(rows, unconstrained_outcomes)
         des.inject(self.P, self.H, self.S, first, n)
         if n:
             self._advance(int(rows[:, des.T0].max()))

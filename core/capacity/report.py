@@ -72,6 +72,8 @@ def report(sim: Simulation) -> dict:
     by_category = {c: int(t.outcomes[i, KIA] + t.outcomes[i, DOW] - t.outcomes_unconstrained[i, KIA]
                           - t.outcomes_unconstrained[i, DOW]) for i, c in enumerate(CATEGORIES)}
     waits = np.concatenate(t.t1_waits) if t.t1_waits else np.zeros(0, dtype=np.float32)
+    delays = np.concatenate(t.t1_delays) if t.t1_delays else np.zeros(0, dtype=np.float32)
+    pct = lambda a, q: round(float(np.percentile(a, q)), 1) if len(a) else None  # noqa: E731
     share = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
     res = resources(sim)
     horizon_h = sim.horizon / 3600
@@ -93,9 +95,11 @@ def report(sim: Simulation) -> dict:
                    "attributable_by_category": by_category},
         "t1_surgery": {
             "t1_patients": t.t1, "reached_role2_or_3": t.t1_reached_surgery_facility, "operated": t.t1_operated,
-            "wait_median_min": round(float(np.median(waits)), 1) if len(waits) else None,
-            "wait_p90_min": round(float(np.percentile(waits, 90)), 1) if len(waits) else None,
-            "within_2h_of_injury": share(t.t1_within_2h, t.t1_operated)},
+            "wait_median_min": pct(waits, 50), "wait_p90_min": pct(waits, 90),
+            "delay_median_min": pct(delays, 50), "delay_p90_min": pct(delays, 90),
+            "needing_surgery": t.t1_needing_surgery,
+            "within_2h_of_injury": share(t.t1_within_2h, t.t1_needing_surgery),
+            "within_2h_of_injury_unconstrained": share(t.t1_within_2h_unconstrained, t.t1_needing_surgery)},
         "waiting": {"patients_waited": t.waited, "waited_1h_or_more": t.waited_hour,
                     "share_waited_1h_or_more": share(t.waited_hour, t.patients),
                     "mean_wait_min": round(t.wait_min_total / t.patients, 1) if t.patients else None,
@@ -123,9 +127,9 @@ def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
     if busiest and busiest["hours_at_capacity"]:
         parts.append(f"Busiest: {busiest['resource']} at {busiest['facility']}, full for "
                      f"{busiest['hours_at_capacity']:,.0f} of {horizon_h:,.0f} hours.")
-    if s["wait_median_min"] is not None:
-        parts.append(f"T1 casualties waited {s['wait_median_min']:,.0f} min for surgery at the median "
-                     f"(90th percentile {s['wait_p90_min']:,.0f} min).")
+    if s["delay_p90_min"]:
+        parts.append(f"One T1 casualty in ten reached surgery {s['delay_p90_min']:,.0f} min or more later than "
+                     f"with unlimited care.")
     att = d["attributable_to_capacity"]["total"]
     parts.append(f"Deaths attributable to capacity: {att:+,d} against the same casualties with unlimited care."
                  if att else "No deaths attributable to capacity.")
@@ -142,7 +146,10 @@ def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
            "DOW with the plan": (d["with_plan"]["DOW"], "count"),
            "T1 wait for surgery, median": (s["wait_median_min"], "min"),
            "T1 wait for surgery, 90th percentile": (s["wait_p90_min"], "min"),
+           "T1 surgery later than with unlimited care, median": (s["delay_median_min"], "min"),
+           "T1 surgery later than with unlimited care, 90th percentile": (s["delay_p90_min"], "min"),
            "T1 operated within 2 h of injury": (s["within_2h_of_injury"], "share"),
+           "T1 operated within 2 h of injury, unlimited care": (s["within_2h_of_injury_unconstrained"], "share"),
            "Casualties who waited 1 h or more": (w["share_waited_1h_or_more"], "share"),
            "Diversions": (w["diversions"], "count"),
            "Still waiting at the end": (w["still_waiting_at_end"], "count")}
@@ -195,13 +202,16 @@ def format_report(rep: dict) -> str:
     """The capacity report on one screen (CLI summary)."""
     d, s, w = rep["deaths"], rep["t1_surgery"], rep["waiting"]
     fmt_min = lambda v: "-" if v is None else f"{v:,.0f} min"  # noqa: E731
+    share_txt = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     lines = [rep["summary"],
              f"  deaths with the plan: KIA {d['with_plan']['KIA']:,}, DOW {d['with_plan']['DOW']:,}; with unlimited "
              f"care: KIA {d['unconstrained']['KIA']:,}, DOW {d['unconstrained']['DOW']:,}; attributable to capacity "
              f"{d['attributable_to_capacity']['total']:+,d}",
-             f"  T1 surgery: {s['operated']:,} operated, wait median {fmt_min(s['wait_median_min'])}, 90th percentile "
-             f"{fmt_min(s['wait_p90_min'])}, within 2 h of injury "
-             f"{'-' if s['within_2h_of_injury'] is None else format(s['within_2h_of_injury'], '.0%')}",
+             f"  T1 surgery: {s['operated']:,} operated; wait for a table median {fmt_min(s['wait_median_min'])}, "
+             f"90th percentile {fmt_min(s['wait_p90_min'])}; later than with unlimited care: median "
+             f"{fmt_min(s['delay_median_min'])}, 90th percentile {fmt_min(s['delay_p90_min'])}; within 2 h of injury "
+             f"{share_txt(s['within_2h_of_injury'])} (with unlimited care "
+             f"{share_txt(s['within_2h_of_injury_unconstrained'])})",
              f"  waiting: {w['patients_waited']:,} casualties waited, {w['waited_1h_or_more']:,} for an hour or more; "
              f"{w['diversions']:,} diversions; {w['mass_casualty_patients']:,} arrived in a declared mass-casualty "
              f"situation",
