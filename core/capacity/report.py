@@ -82,10 +82,12 @@ def report(sim: Simulation) -> dict:
     waited_hour = share(t.waited_hour, t.patients) or 0.0
     at_end = share(t.waiting_at_end, t.patients) or 0.0
     full_share = (busiest["hours_at_capacity"] / horizon_h) if busiest else 0.0
-    if waited_hour >= cfg["overwhelmed_waited_hour_share"] or at_end >= cfg["overwhelmed_waiting_at_end_share"]:
+    costly = attributable["total"] >= max(3, cfg["overwhelmed_attributable_death_share"] * free["total"])
+    if (waited_hour >= cfg["overwhelmed_waited_hour_share"] or at_end >= cfg["overwhelmed_waiting_at_end_share"]
+            or costly):
         verdict = "overwhelmed"
     elif (waited_hour >= cfg["strained_waited_hour_share"] or full_share >= cfg["strained_full_time_share"]
-          or attributable["total"] > 0):
+          or attributable["total"] >= cfg["strained_attributable_deaths"]):
         verdict = "strained"
     else:
         verdict = "holds"

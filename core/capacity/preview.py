@@ -1,0 +1,38 @@
+"""A quick look at a scenario's medical plan at work (the Scenario page's preview): the whole scenario when it
+is small enough, else its first days at the scenario's own rate, so the load per day is what the plan meets."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from core import generator
+from core.capacity.model import Simulation
+from core.capacity.report import report
+from core.scenario import Scenario, ScenarioError
+
+MAX_PATIENTS = 20_000
+
+
+@dataclass
+class Preview:
+    report: dict
+    patients: pl.DataFrame
+    note: str | None  # what part of the scenario was run, when not all of it
+
+
+def preview(scenario: Scenario, max_patients: int = MAX_PATIENTS) -> Preview:
+    sc, note = scenario, None
+    if sc.patients > max_patients:
+        days = max(1, math.floor(sc.days * max_patients / sc.patients))
+        n = max(1, round(sc.patients * days / sc.days))
+        try:
+            sc = sc.with_overrides(days=days, patients=n)
+            note = f"the first {days:,} of {scenario.days:,} days at the scenario's rate ({n:,} casualties)"
+        except ScenarioError:  # events or conditions fixed to later days: keep the days, fewer casualties
+            sc = sc.with_overrides(patients=max_patients)
+            note = f"{max_patients:,} of {scenario.patients:,} casualties over the whole scenario (a lighter load)"
+    sim = Simulation(sc)
+    batch = generator.generate(sc, simulation=sim)
+    return Preview(report(sim), batch.patients, note)
