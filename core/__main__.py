@@ -200,6 +200,16 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from core.contract import RunUnreadable, check_run
+    try:
+        report = check_run(args.run_dir)
+    except RunUnreadable as exc:
+        raise BadInput(str(exc)) from None
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else "\n".join(report.lines()))
+    return 0 if report.holds else 1
+
+
 def cmd_decrypt(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
@@ -253,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=1, help="worker processes")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=cmd_calibrate)
+    k = sub.add_parser("check", help="check a run folder against the data contract (docs/data-contract.md)")
+    k.add_argument("run_dir", help="the run folder (the one holding manifest.json)")
+    k.add_argument("--json", action="store_true", help="print the report as JSON")
+    k.set_defaults(func=cmd_check)
     d = sub.add_parser("decrypt", help="decrypt an .enc file (password from ENCRYPTION_PASSWORD or a prompt)")
     d.add_argument("input")
     d.add_argument("output")
