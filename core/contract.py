@@ -40,8 +40,9 @@ VITAL_LIMITS = {"8867-4": (0, 250), "9279-1": (0, 80), "8480-6": (0, 300), "8462
 SNOMED_ID = r"^\d{6,18}$"
 ISO_ALPHA3 = r"^[A-Z]{3}$"
 TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.f%:z"  # RFC 3339 with an offset, as the text formats write times
+UTC_TEXT = "%Y-%m-%dT%H:%M:%S%.f+00:00"
 HASH_CHUNK = 4 << 20
-NESTED_PIECE = 32 << 20  # bytes of patients.json parsed at a time: nested records cost ~10x their size to parse
+NESTED_PIECE = 32 << 20  # bytes of patients.json parsed at a time: parsed nested records take many times their size
 
 
 class RunUnreadable(Exception):
@@ -264,6 +265,10 @@ def _read_nested(tf: _TableFile, flat: dict[str, pl.DataFrame], check: _Checker)
     return pl.concat(parts) if parts else pl.DataFrame(schema=WIRE["patients"])
 
 
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+
+
 def _digest(path: Path, count_lines: bool) -> tuple[int, str, int]:
     """Size, sha256 and (for NDJSON files) line count of a file, read in chunks."""
     sha, size, lines = hashlib.sha256(), 0, 0
@@ -292,8 +297,8 @@ def _check_manifest(check: _Checker, folder: Path, manifest: dict, counts: dict[
         if "seed" in manifest and scenario.get("seed", manifest["seed"]) != manifest["seed"]:
             check.note("manifest", f"seed {manifest['seed']!r} differs from the scenario's {scenario.get('seed')!r}")
     if counts and manifest.get("patients") != counts["patients"]:
-        check.note("manifest", f"manifest.json says {manifest.get('patients')!r} patients, the patients table "
-                               f"holds {counts['patients']:,}")
+        check.note("manifest", f"manifest.json says {_number(manifest.get('patients'))} patients, the patients "
+                               f"table holds {counts['patients']:,}")
     entries = _entries(manifest)
     for entry in entries:
         name = str(entry.get("name", ""))
@@ -304,14 +309,14 @@ def _check_manifest(check: _Checker, folder: Path, manifest: dict, counts: dict[
         bundle = name.endswith(".ndjson") and (entry.get("table") or name.split(".")[0]) not in TABLES
         size, sha, lines = _digest(path, count_lines=bundle)
         if entry.get("bytes") != size:
-            check.note("files", f"size differs from manifest.json ({entry.get('bytes')!r} bytes listed, {size:,} "
-                                f"on disk)", example=name)
+            check.note("files", f"size differs from manifest.json ({_number(entry.get('bytes'))} bytes listed, "
+                                f"{size:,} on disk)", example=name)
         if entry.get("sha256") != sha:
             check.note("files", "sha256 differs from manifest.json", example=name)
         rows = lines if bundle else counts.get(entry.get("table") or name.split(".")[0])
         if rows is not None and entry.get("rows") != rows:
-            check.note("files", f"rows differ from manifest.json ({entry.get('rows')!r} listed, {rows:,} in the "
-                                f"file)", example=name)
+            check.note("files", f"rows differ from manifest.json ({_number(entry.get('rows'))} listed, {rows:,} "
+                                f"in the file)", example=name)
     listed = {str(f.get("name", "")) for f in entries}
     strays = sorted(name for t in (*TABLES, "fhir/Bundle") for p in folder.glob(f"{t}.*")
                     if (name := p.relative_to(folder).as_posix()) not in listed)
@@ -345,9 +350,9 @@ class _Checker:
         if missing:
             self.note("columns", f"{table} lacks columns {', '.join(missing)}", len(missing))
         present = [c for c in contract if c not in missing]
-        parsed = frame.select([_as_contract_type(c, frame.schema[c], contract[c]) for c in present]
-                              + [pl.lit(None, dtype=_contract_type(contract[c])).alias(c) for c in missing]
-                              ).select(list(contract))
+        parsed = pl.DataFrame([_as_contract_type(frame[c], contract[c]) if c in present
+                               else pl.Series(c, [None] * frame.height, dtype=_contract_type(contract[c]))
+                               for c in contract])
         pid = frame["patient_id"] if "patient_id" in present else pl.Series("patient_id", [None] * frame.height)
         for col in present:
             have = frame.schema[col]
@@ -367,22 +372,28 @@ def _contract_type(dtype: pl.DataType) -> pl.DataType:
     return pl.String if isinstance(dtype, pl.Enum) else dtype  # categories are plain text to consumers
 
 
-def _as_contract_type(col: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
-    """``col`` converted to the contract's type; a value that does not convert becomes null (counted by conform)."""
-    expr, target = pl.col(col), _contract_type(want)
+def _as_contract_type(values: pl.Series, want: pl.DataType) -> pl.Series:
+    """``values`` converted to the contract's type; a value that does not convert becomes null (counted by conform)."""
+    have, target = values.dtype, _contract_type(want)
     if have == target:
-        return expr
+        return values
     if target == UTC_TIME:
         if isinstance(have, pl.Datetime):
-            zoned = expr.dt.replace_time_zone("UTC") if have.time_zone is None else expr.dt.convert_time_zone("UTC")
-            return zoned.dt.cast_time_unit("us").alias(col)
-        text = expr.cast(pl.String).str.replace(r"Z$", "+00:00")
-        return text.str.to_datetime(TIME_TEXT, time_unit="us", time_zone="UTC", strict=False).alias(col)
+            zoned = values.dt.replace_time_zone("UTC") if have.time_zone is None else values.dt.convert_time_zone("UTC")
+            return zoned.dt.cast_time_unit("us")
+        text = values.cast(pl.String)
+        # the project writes +00:00 throughout: that literal parses fastest; any other offset, or Z, takes the long way
+        times = text.str.strptime(pl.Datetime("us"), UTC_TEXT, strict=False).dt.replace_time_zone("UTC")
+        if (times.is_null() & text.is_not_null()).any():
+            general = text.str.replace(r"Z$", "+00:00").str.to_datetime(TIME_TEXT, time_unit="us", time_zone="UTC",
+                                                                       strict=False)
+            times = times.fill_null(general)
+        return times
     if target == pl.Date and have == pl.String:
-        return expr.str.to_date("%Y-%m-%d", strict=False).alias(col)
+        return values.str.to_date("%Y-%m-%d", strict=False)
     if target == pl.Boolean and have == pl.String:
-        return expr.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean).alias(col)
-    return expr.cast(target, strict=False).alias(col)
+        return values.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
+    return values.cast(target, strict=False)
 
 
 def _type_name(dtype: pl.DataType) -> str:

@@ -201,7 +201,7 @@ def test_a_file_not_in_the_manifest_and_a_wrong_patient_count_are_found(broken):
     (broken.folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     found = problems(broken.folder)
     assert found["files"] == ["files under a final name are not listed in manifest.json"]
-    assert any("manifest.json says 1501 patients" in m for m in found["manifest"]), found
+    assert any("manifest.json says 1,501 patients" in m for m in found["manifest"]), found
 
 
 # --- what is not a run to check -----------------------------------------------------------------------------------
