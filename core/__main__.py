@@ -223,6 +223,16 @@ def cmd_replicate(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from core.contract import RunUnreadable, check_run
+    try:
+        report = check_run(args.run_dir)
+    except RunUnreadable as exc:
+        raise BadInput(str(exc)) from None
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else "\n".join(report.lines()))
+    return 0 if report.holds else 1
+
+
 def cmd_decrypt(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
@@ -289,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     r.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     r.set_defaults(func=cmd_replicate)
+    k = sub.add_parser("check", help="check a run folder against the data contract (docs/data-contract.md)")
+    k.add_argument("run_dir", help="the run folder (the one holding manifest.json)")
+    k.add_argument("--json", action="store_true", help="print the report as JSON")
+    k.set_defaults(func=cmd_check)
     d = sub.add_parser("decrypt", help="decrypt an .enc file (password from ENCRYPTION_PASSWORD or a prompt)")
     d.add_argument("input")
     d.add_argument("output")

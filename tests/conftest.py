@@ -10,28 +10,20 @@ import polars as pl
 import pytest
 
 from core import generator
+from core.contract import check_run
 from core.run import generate_run
 from core.scenario import Scenario, load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
-# the CI copies shared/ beside the repository
-CONTRACT_CHECK = Path(__file__).resolve().parents[2] / "shared" / "checks" / "contract_check.py"
 TABLE_NAMES = ("patients", "events", "conditions", "vitals")
 
 
-def run_contract_check(run_dir: Path) -> subprocess.CompletedProcess:
-    """Run shared/checks/contract_check.py on a run folder."""
-    if not CONTRACT_CHECK.exists():
-        pytest.fail(f"contract checker not found at {CONTRACT_CHECK} (the CI copies shared/ beside the repo)")
-    return subprocess.run([sys.executable, str(CONTRACT_CHECK), str(run_dir)], capture_output=True, text=True,
-                          timeout=120)
-
-
 def assert_contract_holds(run_dir: Path) -> str:
-    result = run_contract_check(run_dir)
-    assert result.returncode == 0 and "contract holds" in result.stdout, (
-        f"contract check failed on {run_dir} (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+    """Check a run folder against the data contract (core.contract); returns the report's text."""
+    report = check_run(run_dir)
+    text = "\n".join(report.lines())
+    assert report.holds, f"contract check failed on {run_dir}:\n{text}"
+    return text
 
 
 def cli(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL, timeout: float = 120,
