@@ -34,17 +34,17 @@ def theatre(patients: int, days: int, fronts: int = 20) -> dict:
         "count": count, "operating_tables": tables, "resuscitation_beds": resus, "icu_beds": icu,
         "holding_beds": hold, "surgical_teams_day": day, "surgical_teams_night": night}
     laydown = {"r1_teams": 3 * scale,
-               "r2_basic": facility(min(50, 2 * scale), 1, 2, 2, 5, 1, 1),
-               "r2_enhanced": facility(min(50, scale), 2, 4, 4, 30, 2, 2),
+               "r2_basic": facility(min(50, scale), 1, 2, 2, 5, 1, 0),
+               "r2_enhanced": facility(min(50, max(1, scale // 2)), 4, 8, 8, 60, 4, 2),
                "ground_ambulances": min(500, 3 * scale), "ambulance_litters": 4,
                "helicopters": min(500, 2 * scale), "helicopter_litters": 4}
-    r3_count = min(50, max(1, scale * fronts // 10))
+    r3_count = min(50, max(1, scale * fronts // 8))
     return {"name": f"Corps theatre, {fronts} fronts", "patients": patients, "days": days, "seed": 7,
             "special_events": [], "environment": [],
             "fronts": [{"name": f"Front {i + 1}", "casualty_share": 1,
                         "nationality_mix": {NATIONS[i % len(NATIONS)]: 1}} for i in range(fronts)],
             "medical_plan": {"fronts": {f"Front {i + 1}": laydown for i in range(fronts)},
-                             "r3": facility(r3_count, 4, 6, 10, 60, 4, 4),
+                             "r3": facility(r3_count, 8, 12, 40, 300, 8, 8),
                              "strategic_evacuation": {"interval_h": 0, "seats": 40}}}
 
 

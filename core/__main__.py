@@ -88,6 +88,8 @@ def cmd_generate(args) -> int:
 
     cancel = threading.Event()
     db_kwargs, db_down = _db_engine_for_run(args) if args.db else ({}, None)
+    if scenario.medical_plan is not None:
+        _prepare_capacity_model(quiet=args.quiet)
     try:
         manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
                                 chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
@@ -107,6 +109,20 @@ def cmd_generate(args) -> int:
               file=sys.stderr)
         return EXIT_NOT_PERSISTED
     return 0
+
+
+def _prepare_capacity_model(quiet: bool) -> None:
+    """The medical plan's simulation is compiled once per install; say so when that takes a while."""
+    from core.capacity.preview import warm
+    note = threading.Timer(2.0, lambda: print("preparing the capacity model (compiled once after an install; up to "
+                                              "a minute)...", file=sys.stderr, flush=True))
+    note.daemon = True
+    if not quiet:
+        note.start()
+    try:
+        warm()
+    finally:
+        note.cancel()
 
 
 def _db_engine_for_run(args) -> tuple[dict, str | None]:

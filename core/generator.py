@@ -313,7 +313,10 @@ def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterato
 
     for prep in _in_order(_prepare, scenario, workers):
         rows, prep.capacity = prep.capacity, None
-        sim.add(rows, prep, flow.outcomes(prep.journey))
+        sk = prep.sk
+        incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
+                     | sk.incident.astype(np.int64))
+        sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
         yield from settled()
     sim.finish()
     yield from settled()

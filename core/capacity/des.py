@@ -8,7 +8,7 @@ size or number of worker processes.
 
 Layout (field indexes below):
 - ``P[slot, field]``: one row per patient in the theatre's care (slot = gid & mask, gid = 0-based patient
-  index of the run); inputs from the intended (unconstrained) journey, state, and the actual journey.
+  index of the run), int32; inputs from the intended (unconstrained) journey, state, and the actual journey.
 - ``RS[r, field]``: one row per resource (a facility's first care, operating tables, ICU, holding; a queue for
   a vehicle at a facility; a front's ambulances and helicopters; strategic evacuation).
 - ``FA[j, field]``: facilities; ``FR[f, field]``: fronts; ``TH``: theatre values; ``S``: scalars.
@@ -364,8 +364,14 @@ def _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
     if role == R1:  # the stay runs from the start of treatment; the team is free when treatment ends
         P[s, PHASE] = PH_R1
         stay = P[s, DWELL + P[s, STAGE] - 1]
-        push(H, S, t + min(P[s, DR1], stay), E_ACT, gid, PH_R1)
         P[s, READY] = t + stay
+        if _ends_here(P, s) and (P[s, LKIND] == 0 or P[s, DECIDED] == 1):
+            # back to duty from Role 1: settled now, the team freed by a resource event
+            push(H, S, t + min(P[s, DR1], stay), E_RELEASE, r, 0)
+            P[s, HELD] = NA
+            _finish(P, S, s, t + stay, 1, o)
+            return
+        push(H, S, t + min(P[s, DR1], stay), E_ACT, gid, PH_R1)
         push(H, S, t + stay, E_READY, gid, 0)
     elif kind == K_FIRST:
         P[s, PHASE] = PH_RESUS

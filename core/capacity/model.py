@@ -22,6 +22,9 @@ from core.flow import NA, Casualties, Journey, lognormal
 from core.schema import CATEGORIES, EVENT as EV, POI, R1, R2, R3, T1, TRIAGES
 
 INT_MAX = np.iinfo(np.int64).max
+# a patient's simulation row holds seconds (a run's horizon is under 2^31 s) and small counts: 4 bytes each
+ROW_TYPE = np.int32
+ROW_MAX = np.iinfo(ROW_TYPE).max
 # inputs the block gives the simulation, in des field order (GID .. ROT)
 N_INPUTS = des.ROT + 1
 
@@ -197,7 +200,7 @@ class Tally:
         self.wait_min_total += float(wait.sum()) / 60
         self.diversions += int(r[:, des.NDIV].sum())
         self.diverted_patients += int((r[:, des.NDIV] > 0).sum())
-        self.mascal += int((r[:, des.MASCAL] == 1).sum())
+        self.mascal += int((r[:, des.MASCAL] == 1).sum())  # arrived while a facility had declared one
         t1 = r[:, des.TRI] == T1
         self.t1 += int(t1.sum())
         fac = r[:, des.AFAC:des.AFAC + 5]
@@ -237,7 +240,10 @@ class Simulation:
     scenario: object
     plan: MedicalPlan = field(init=False)
     facilities: list[Facility] = field(default_factory=list)
-    _pending: deque = field(default_factory=deque)   # (first gid, n, payload) not handed back yet
+    _pending: deque = field(default_factory=deque)   # (first gid, n, payload, incident keys, last day) not handed back
+    _incident_flags: dict = field(default_factory=dict)  # incident key -> it overwhelmed its first facility
+    _newest_day: int = -1
+    _finished: bool = False
     _next_gid: int = 0
     _oldest: int = 0
 
@@ -316,7 +322,7 @@ class Simulation:
 
     # --- memory: rows for the patients in care, and an event heap sized to them ---------------------------
     def _alloc(self, rows: int) -> None:
-        P = np.full((rows, des.NPF), NA, dtype=np.int64)
+        P = np.full((rows, des.NPF), NA, dtype=ROW_TYPE)
         H = np.zeros((8 * rows + 8 * self.RS.shape[0] + 1024, 5), dtype=np.int64)
         if hasattr(self, "P"):
             live = np.arange(self._oldest, self._next_gid)
@@ -326,8 +332,10 @@ class Simulation:
         self.P, self.H = P, H
         self.S[des.S_MASK] = rows - 1
 
-    def add(self, rows: np.ndarray, payload, unconstrained_outcomes: np.ndarray | None = None) -> None:
-        """Take one block (``inputs`` rows, consecutive patients after the previous block)."""
+    def add(self, rows: np.ndarray, payload, unconstrained_outcomes: np.ndarray | None = None,
+            incidents: np.ndarray | None = None, days: np.ndarray | None = None) -> None:
+        """Take one block (``inputs`` rows, consecutive patients after the previous block). ``incidents``: each
+        patient's incident key (patients of one incident share a mass-casualty flag), ``days``: its day."""
         n = len(rows)
         first = self._next_gid
         need = first + n - self._oldest
@@ -338,7 +346,7 @@ class Simulation:
             self._alloc(size)
         slots = np.arange(first, first + n) & self.S[des.S_MASK]
         self.P[slots] = NA
-        self.P[slots, :N_INPUTS] = rows
+        self.P[slots, :N_INPUTS] = np.minimum(rows, ROW_MAX)  # "never" (an untreated death time) as the row's max
         state = self.P[slots]
         for col, value in ((des.STAGE, 0), (des.OSTAGE, 0), (des.HELD, NA), (des.WAITRES, NA), (des.WTOT, 0),
                            (des.NDIV, 0), (des.MASCAL, 0), (des.DECIDED, 0), (des.DONE, 0), (des.OPERATED, 0),
@@ -352,7 +360,11 @@ class Simulation:
         state[instant, des.DONE] = 1
         self.P[slots] = state
         self._next_gid = first + n
-        self._pending.append((first, n, payload))
+        if incidents is None:  # every patient its own incident
+            incidents = -1 - np.arange(first, first + n, dtype=np.int64)
+        last_day = int(days.max()) if days is not None and n else self._newest_day
+        self._newest_day = max(self._newest_day, last_day)
+        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day))
         if unconstrained_outcomes is not None:
             self.tally.unconstrained(rows, unconstrained_outcomes)
         des.inject(self.P, self.H, self.S, first, n)
@@ -370,22 +382,56 @@ class Simulation:
         des.close_books(self.RS, self.TS, self.TH, self.horizon)
         live = np.arange(self._oldest, self._next_gid) & self.S[des.S_MASK]
         self.P[live, des.DONE] = 1
+        self._finished = True
 
     def settled(self) -> list[Settled]:
+        """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order."""
         out = []
         while self._pending:
-            first, n, payload = self._pending[0]
+            first, n, payload, incidents, last_day = self._pending[0]
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
             rows = self.P[slots]
             if n and not (rows[:, des.DONE] == 1).all():
                 break
+            flags = self._incident_mascal(incidents, last_day)
+            if flags is None:
+                break
             self._pending.popleft()
             self._oldest = first + n
-            out.append(self._journeys(rows, payload))
+            out.append(self._journeys(rows, payload, flags))
         return out
 
+    def _incident_mascal(self, incidents: np.ndarray, last_day: int) -> np.ndarray | None:
+        """Each patient's incident flag: an incident is a mass-casualty one when any of its casualties reached a
+        first facility in a declared mass-casualty situation. None while some casualty of these incidents has not
+        reached a facility yet (or a later block may still add casualties to them)."""
+        known = self._incident_flags
+        todo = np.unique(incidents[~np.isin(incidents, np.fromiter(known, np.int64, len(known)))])
+        if len(todo):
+            if not self._finished and last_day >= self._newest_day:
+                return None  # incidents of this day may go on in the next block
+            keys = np.concatenate([b[3] for b in self._pending])
+            gids = np.concatenate([np.arange(b[0], b[0] + b[1]) for b in self._pending])
+            member = np.isin(keys, todo)
+            rows = self.P[gids[member] & self.S[des.S_MASK]]
+            first_mtf = rows[:, des.FIRSTMTF]
+            decided = ((first_mtf != NA) & (first_mtf <= self.S[des.S_CLOCK])) | np.isin(rows[:, des.LKIND], (1, 4))
+            if not self._finished and not decided.all():
+                return None
+            hit = np.unique(keys[member][rows[:, des.MASCAL] == 1])
+            for key in todo.tolist():
+                known[key] = False
+            for key in hit.tolist():
+                known[key] = True
+        flags = np.fromiter((known[k] for k in incidents.tolist()), dtype=bool, count=len(incidents))
+        if len(known) > 200_000:  # forget incidents of days long handed back
+            for key in incidents.tolist():
+                known.pop(key, None)
+        return flags
+
     # --- the actual journey as the flow's Journey ---------------------------------------------------------
-    def _journeys(self, r: np.ndarray, payload) -> Settled:
+    def _journeys(self, r: np.ndarray, payload, mascal: np.ndarray) -> Settled:
+        r = r.astype(np.int64)
         n = len(r)
         horizon = self.horizon
         fac = r[:, des.AFAC:des.AFAC + 5].copy()
@@ -407,4 +453,5 @@ class Simulation:
         self.tally.settled(r, j, t1_wait)
         return Settled(payload, j, r[:, des.ACARE:des.ACARE + 5].copy(), r[:, des.AOT:des.AOT + 5].copy(),
                        r[:, des.ADIV:des.ADIV + 5] == 1, np.round(r[:, des.WTOT] / 60).astype(np.int32),
-                       r[:, des.NDIV].astype(np.int8), r[:, des.MASCAL] == 1, t1_wait)
+                       r[:, des.NDIV].astype(np.int8), mascal, t1_wait)
+

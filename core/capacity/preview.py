@@ -36,3 +36,11 @@ def preview(scenario: Scenario, max_patients: int = MAX_PATIENTS) -> Preview:
     sim = Simulation(sc)
     batch = generator.generate(sc, simulation=sim)
     return Preview(report(sim), batch.patients, note)
+
+
+def warm() -> None:
+    """Load (or, on first use after an install or upgrade, compile: about a minute) the simulation's kernels on
+    a one-patient run, so the first real run or preview does not pay for it."""
+    preview(Scenario.from_dict({"name": "warm-up", "patients": 1, "days": 1, "special_events": [],
+                                "environment": [], "medical_plan": "brigade",
+                                "fronts": [{"name": "A", "casualty_share": 1, "nationality_mix": {"USA": 1}}]}))

@@ -3,8 +3,6 @@ for replications, the load of every facility and resource over time, and a one-s
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import polars as pl
 
@@ -166,38 +164,44 @@ def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
 
 def load_table(sim: Simulation) -> pl.DataFrame:
     """Load of every facility resource and vehicle pool over scenario time: one row per resource and time bin
-    (occupancy mean and peak, capacity, longest queue)."""
+    (occupancy mean and peak, capacity, longest queue). Built column-wise: names are gathered from one small
+    series per column, operating-table capacity per bin follows the surgical shifts."""
     res = resources(sim)
     if not res:
         return pl.DataFrame()
     width = sim.bin_s
     nbins = sim.horizon // width + 1
+    n = len(res)
     ids = np.array([r["_id"] for r in res])
     ts = sim.TS[ids, :nbins]
-    start = sim.scenario.start
-    times = pl.Series([start + timedelta(seconds=int(b * width)) for b in range(nbins)],
-                      dtype=pl.Datetime("us", "UTC"))
+    start_us = int(sim.scenario.start.timestamp()) * 1_000_000
+    times = start_us + np.arange(nbins, dtype=np.int64) * width * 1_000_000
     capacity = np.array([r["capacity"] if r["capacity"] is not None else 0 for r in res], dtype=np.int64)
     cap = np.repeat(capacity[:, None], nbins, axis=1)
-    for i, r in enumerate(res):  # operating tables follow the surgical teams on shift
-        if r["kind"] == des.K_OT:
-            j = ids[i] // des.SLOTS
-            cap[i] = [des.ot_capacity(sim.FA, sim.RS, sim.TH, j, b * width) for b in range(nbins)]
-    n = len(res)
-    frame = pl.DataFrame({
-        "time": pl.concat([times] * n),
-        "front": np.repeat([r["front"] for r in res], nbins),
-        "facility": np.repeat([r["facility"] for r in res], nbins),
-        "role": np.repeat([r["role"] for r in res], nbins),
-        "resource": np.repeat([r["resource"] for r in res], nbins),
-        "capacity": cap.reshape(-1).astype(np.int32),
+    ot = np.flatnonzero([r["kind"] == des.K_OT for r in res])
+    if len(ot):  # operating tables follow the surgical teams on shift (local day and night)
+        RS, FA, TH = sim.RS, sim.FA, sim.TH
+        rid = ids[ot]
+        offset = FA[rid // des.SLOTS, des.FA_OFFSET][:, None]
+        hour = ((np.arange(nbins) * width // 3600)[None, :] + offset) % 24
+        day = (hour >= TH[des.TH_DAYSTART]) & (hour < TH[des.TH_DAYEND])
+        teams = np.where(day, RS[rid, des.RS_DAY][:, None], RS[rid, des.RS_NIGHT][:, None])
+        cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams)
+    row = np.repeat(np.arange(n), nbins)
+
+    def labels(key: str) -> pl.Series:
+        return pl.Series([r[key] for r in res], dtype=pl.String).gather(row)
+
+    queue_only = np.array([r["capacity"] is None for r in res])[row]
+    return pl.DataFrame({
+        "time": pl.Series(np.tile(times, n)).cast(pl.Datetime("us", "UTC")),
+        "front": labels("front"), "facility": labels("facility"), "role": labels("role"),
+        "resource": labels("resource"),
+        "capacity": pl.Series(cap.reshape(-1).astype(np.int32)).scatter(np.flatnonzero(queue_only), None),
         "occupancy_mean": np.round(ts[:, :, 0].reshape(-1) / width, 3),
         "occupancy_peak": ts[:, :, 1].reshape(-1).astype(np.int32),
         "queue_peak": ts[:, :, 2].reshape(-1).astype(np.int32),
     })
-    queue_only = np.repeat([r["capacity"] is None for r in res], nbins)
-    return frame.with_columns(pl.when(pl.Series(queue_only)).then(None).otherwise(pl.col("capacity"))
-                              .alias("capacity"))
 
 
 def format_report(rep: dict) -> str:
