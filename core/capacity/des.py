@@ -441,14 +441,21 @@ def _plan_leaving(P, RS, FA, FR, TH, H, S, TS, STACK, gid, ready):
     if settled and nk <= 4 and P[s, FAC + nk - 1] == R4 and TH[TH_INTERVAL] == 0:
         push(H, S, ready, E_RELEASE, P[s, HELD], 0)
         P[s, HELD] = NA
-        arrive = ready + P[s, LEG + nk - 1]
-        P[s, ADEP + o] = ready
-        P[s, AMODE + o] = AIR
-        P[s, AFAC + o + 1] = R4
-        P[s, AARR + o + 1] = arrive
-        _finish(P, S, s, arrive, 2, o + 1)
+        _fly_out(P, S, s, ready)
         return
     push(H, S, ready, E_READY, gid, 0)
+
+
+@njit(cache=True)
+def _fly_out(P, S, s, t):
+    """Strategic aeromedical evacuation leaves at t: the journey ends on arrival at Role 4."""
+    o = P[s, OSTAGE]
+    arrive = t + P[s, LEG + _next_stage(P, s) - 1]
+    P[s, ADEP + o] = t
+    P[s, AMODE + o] = AIR
+    P[s, AFAC + o + 1] = R4
+    P[s, AARR + o + 1] = arrive
+    _finish(P, S, s, arrive, 2, o + 1)
 
 
 @njit(cache=True)
@@ -725,12 +732,7 @@ def _on_ready(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     if role == R4:
         if TH[TH_INTERVAL] == 0:
             _leave_held(P, RS, TS, TH, STACK, S, s, t)
-            arrive = t + P[s, LEG + nk - 1]
-            P[s, ADEP + o] = t
-            P[s, AMODE + o] = AIR
-            P[s, AFAC + o + 1] = R4
-            P[s, AARR + o + 1] = arrive
-            _finish(P, S, s, arrive, 2, o + 1)
+            _fly_out(P, S, s, t)
         else:
             _enqueue(P, RS, TS, TH, S, gid, TH[TH_STRAT], t)
         return
@@ -759,14 +761,7 @@ def _on_sortie(P, RS, FA, FR, TH, H, S, TS, STACK, t):
         _unlink(P, RS, TS, TH, S, g, t)
         s = _slot(S, g)
         _leave_held(P, RS, TS, TH, STACK, S, s, t)
-        o = P[s, OSTAGE]
-        nk = _next_stage(P, s)
-        arrive = t + P[s, LEG + nk - 1]
-        P[s, ADEP + o] = t
-        P[s, AMODE + o] = AIR
-        P[s, AFAC + o + 1] = R4
-        P[s, AARR + o + 1] = arrive
-        _finish(P, S, s, arrive, 2, o + 1)
+        _fly_out(P, S, s, t)
         seats -= 1
     nxt = t + TH[TH_INTERVAL]
     if nxt <= TH[TH_HORIZON]:
