@@ -12,8 +12,9 @@ Layout (field indexes below):
 - ``RS[r, field]``: one row per resource (a facility's first care, operating tables, ICU, holding; a queue for
   a vehicle at a facility; a front's ambulances and helicopters; strategic evacuation).
 - ``FA[j, field]``: facilities; ``FR[f, field]``: fronts; ``TH``: theatre values; ``S``: scalars.
-- ``H[i, 0..4]``: binary heap of events (time, seq, type, a, b).
-- ``TS[r, bin, 0..2]``: per resource and time bin: busy seconds, peak occupancy, peak queue.
+- ``H[i, 0..2]``: binary heap of events (time, insertion number, what: a << 8 | b << 4 | type).
+- ``TS[bin, r, 0..2]``: per time bin and resource: busy seconds, peak occupancy, peak queue (int32; one bin's
+  row of every resource is small, so the events of one period stay in the cache).
 """
 from __future__ import annotations
 
@@ -88,56 +89,49 @@ E_POI, E_ARRIVE, E_ACT, E_READY, E_VEHFREE, E_SORTIE, E_SHIFT, E_DEADLINE, E_DEA
 
 
 # --- heap ---------------------------------------------------------------------------------------------------
-@njit(cache=True)
-def _less(H, i, j):
-    return H[i, 0] < H[j, 0] or (H[i, 0] == H[j, 0] and H[i, 1] < H[j, 1])
-
-
+# rows (time, insertion number, what): what = a << 8 | b << 4 | type (a: patient or resource, b: a phase)
 @njit(cache=True)
 def push(H, S, t, typ, a, b):
     n = S[S_HN]
     if n >= H.shape[0]:
         S[S_ERR] = 1  # the caller sizes the heap; this never happens with its margins
         return
-    H[n, 0] = t
-    H[n, 1] = S[S_SEQ]
-    H[n, 2] = typ
-    H[n, 3] = a
-    H[n, 4] = b
-    S[S_SEQ] += 1
+    seq = S[S_SEQ]
+    S[S_SEQ] = seq + 1
     S[S_HN] = n + 1
+    what = (a << 8) | (b << 4) | typ
     i = n
-    while i > 0:
-        parent = (i - 1) // 2
-        if _less(H, i, parent):
-            for c in range(5):
-                H[i, c], H[parent, c] = H[parent, c], H[i, c]
-            i = parent
-        else:
+    while i > 0:  # move parents down into the hole until the new event fits
+        parent = (i - 1) >> 1
+        if H[parent, 0] < t or (H[parent, 0] == t and H[parent, 1] < seq):
             break
+        H[i, 0], H[i, 1], H[i, 2] = H[parent, 0], H[parent, 1], H[parent, 2]
+        i = parent
+    H[i, 0], H[i, 1], H[i, 2] = t, seq, what
 
 
 @njit(cache=True)
 def _pop(H, S, out):
+    """The earliest event into out (time, type, a, b)."""
     n = S[S_HN] - 1
-    for c in range(5):
-        out[c] = H[0, c]
-        H[0, c] = H[n, c]
+    out[0] = H[0, 0]
+    what = H[0, 2]
+    out[1], out[2], out[3] = what & 15, what >> 8, (what >> 4) & 15
+    t, seq, w = H[n, 0], H[n, 1], H[n, 2]
     S[S_HN] = n
     i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= n:
+    while True:  # move the smaller child up into the hole until the last event fits
+        child = 2 * i + 1
+        if child >= n:
             break
-        best = left
-        if left + 1 < n and _less(H, left + 1, left):
-            best = left + 1
-        if _less(H, best, i):
-            for c in range(5):
-                H[i, c], H[best, c] = H[best, c], H[i, c]
-            i = best
-        else:
+        if child + 1 < n and (H[child + 1, 0] < H[child, 0] or (H[child + 1, 0] == H[child, 0]
+                                                               and H[child + 1, 1] < H[child, 1])):
+            child += 1
+        if t < H[child, 0] or (t == H[child, 0] and seq < H[child, 1]):
             break
+        H[i, 0], H[i, 1], H[i, 2] = H[child, 0], H[child, 1], H[child, 2]
+        i = child
+    H[i, 0], H[i, 1], H[i, 2] = t, seq, w
 
 
 # --- statistics -------------------------------------------------------------------------------------------
@@ -153,14 +147,14 @@ def _touch(RS, TS, TH, r, t):
             RS[r, RS_FULLT] += t - last
         if busy > 0:
             width = TH[TH_BIN]
-            nb = TS.shape[1]
+            nb = TS.shape[0]
             b0 = last // width
             b1 = (t - 1) // width
             for b in range(b0, min(b1, nb - 1) + 1):
                 lo = max(last, b * width)
                 hi = min(t, (b + 1) * width)
                 if hi > lo:
-                    TS[r, b, 0] += busy * (hi - lo)
+                    TS[b, r, 0] += busy * (hi - lo)
         RS[r, RS_LAST] = t
 
 
@@ -172,11 +166,11 @@ def _note(RS, TS, TH, r, t):
         RS[r, RS_PEAK] = busy
     if qn > RS[r, RS_MAXQ]:
         RS[r, RS_MAXQ] = qn
-    b = min(t // TH[TH_BIN], TS.shape[1] - 1)
-    if busy > TS[r, b, 1]:
-        TS[r, b, 1] = busy
-    if qn > TS[r, b, 2]:
-        TS[r, b, 2] = qn
+    b = min(t // TH[TH_BIN], TS.shape[0] - 1)
+    if busy > TS[b, r, 1]:
+        TS[b, r, 1] = busy
+    if qn > TS[b, r, 2]:
+        TS[b, r, 2] = qn
 
 
 # --- queues (doubly linked per resource and triage class; FIFO within a class) -----------------------------
@@ -798,11 +792,11 @@ def _on_shift(P, RS, FA, FR, TH, H, S, TS, STACK, j, t):
 @njit(cache=True)
 def advance(P, RS, FA, FR, TH, H, S, TS, STACK, until):
     """Process every event before ``until`` (and never past the horizon)."""
-    ev = np.empty(5, dtype=np.int64)
+    ev = np.empty(4, dtype=np.int64)
     horizon = TH[TH_HORIZON]
     while S[S_HN] > 0 and H[0, 0] < until and H[0, 0] <= horizon:
         _pop(H, S, ev)
-        t, typ, a, b = ev[0], ev[2], ev[3], ev[4]
+        t, typ, a, b = ev[0], ev[1], ev[2], ev[3]
         S[S_CLOCK] = t
         if typ == E_VEHFREE or typ == E_RELEASE:
             _release(RS, TS, TH, STACK, S, a, t)

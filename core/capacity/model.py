@@ -309,7 +309,7 @@ class Simulation:
         TH[:] = (r3_j0, self.plan.r3.count, strat, interval, se.seats, self.horizon, day0, day1, self.bin_s,
                  cfg["diversion_queue_factor"], 0, *defer)
         self.RS, self.FA, self.FR, self.TH = RS, FA, FR, TH
-        self.TS = np.zeros((nres, self.horizon // self.bin_s + 2, 3), dtype=np.int64)
+        self.TS = np.zeros((self.horizon // self.bin_s + 2, nres, 3), dtype=np.int32)
         self.S = np.zeros(des.NS, dtype=np.int64)
         self.STACK = np.zeros(16 * nres + 4096, dtype=np.int64)
         self._alloc(1 << 12)
@@ -322,8 +322,8 @@ class Simulation:
 
     # --- memory: rows for the patients in care, and an event heap sized to them ---------------------------
     def _alloc(self, rows: int) -> None:
-        P = np.full((rows, des.NPF), NA, dtype=ROW_TYPE)
-        H = np.zeros((8 * rows + 8 * self.RS.shape[0] + 1024, 5), dtype=np.int64)
+        P = np.empty((rows, des.NPF), dtype=ROW_TYPE)  # each patient's row is filled when the patient comes in
+        H = np.empty((8 * rows + 8 * self.RS.shape[0] + 1024, 3), dtype=np.int64)
         if hasattr(self, "P"):
             live = np.arange(self._oldest, self._next_gid)
             P[live & (rows - 1)] = self.P[live & self.S[des.S_MASK]]
@@ -390,15 +390,14 @@ class Simulation:
         while self._pending:
             first, n, payload, incidents, last_day = self._pending[0]
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
-            rows = self.P[slots]
-            if n and not (rows[:, des.DONE] == 1).all():
+            if n and not (self.P[slots, des.DONE] == 1).all():
                 break
             flags = self._incident_mascal(incidents, last_day)
             if flags is None:
                 break
             self._pending.popleft()
             self._oldest = first + n
-            out.append(self._journeys(rows, payload, flags))
+            out.append(self._journeys(self.P[slots], payload, flags))
         return out
 
     def _incident_mascal(self, incidents: np.ndarray, last_day: int) -> np.ndarray | None:
@@ -406,7 +405,7 @@ class Simulation:
         first facility in a declared mass-casualty situation. None while some casualty of these incidents has not
         reached a facility yet (or a later block may still add casualties to them)."""
         known = self._incident_flags
-        todo = np.unique(incidents[~np.isin(incidents, np.fromiter(known, np.int64, len(known)))])
+        todo = np.array([k for k in np.unique(incidents).tolist() if k not in known], dtype=np.int64)
         if len(todo):
             if not self._finished and last_day >= self._newest_day:
                 return None  # incidents of this day may go on in the next block

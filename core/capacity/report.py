@@ -173,7 +173,7 @@ def load_table(sim: Simulation) -> pl.DataFrame:
     nbins = sim.horizon // width + 1
     n = len(res)
     ids = np.array([r["_id"] for r in res])
-    ts = sim.TS[ids, :nbins]
+    ts = sim.TS[:nbins, ids].transpose(1, 0, 2).astype(np.int64)
     start_us = int(sim.scenario.start.timestamp()) * 1_000_000
     times = start_us + np.arange(nbins, dtype=np.int64) * width * 1_000_000
     capacity = np.array([r["capacity"] if r["capacity"] is not None else 0 for r in res], dtype=np.int64)
