@@ -311,15 +311,18 @@ def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterato
             batch = finish_block(scenario, done.payload, done)
             yield batch if transform is None else (batch, transform(batch))
 
-    for prep in _in_order(_prepare, scenario, workers):
-        rows, prep.capacity = prep.capacity, None
-        sk = prep.sk
-        incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
-                     | sk.incident.astype(np.int64))
-        sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
+    try:
+        for prep in _in_order(_prepare, scenario, workers):
+            rows, prep.capacity = prep.capacity, None
+            sk = prep.sk
+            incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
+                         | sk.incident.astype(np.int64))
+            sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
+            yield from settled()
+        sim.finish()
         yield from settled()
-    sim.finish()
-    yield from settled()
+    finally:
+        sim.discard()
 
 
 def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,

@@ -117,7 +117,8 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
     simulation, schemas = None, None
     if scenario.medical_plan is not None:  # the medical plan at work; its patients carry waits and diversions
         from core.capacity.model import Simulation
-        simulation, schemas = Simulation(scenario), {"patients": PATIENTS_WITH_PLAN}
+        # blocks that wait for a casualty's long stay wait on disk, in the run folder (removed as they are written)
+        simulation, schemas = Simulation(scenario, spill_dir=out), {"patients": PATIENTS_WITH_PLAN}
     database = None
     if engine is not None:  # registered as running now; with persist its tables stream in beside the files
         from core.sinks.database import DatabaseSink

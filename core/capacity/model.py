@@ -10,8 +10,11 @@ the theatre's care (and the rest of their blocks), never the run's total.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -134,6 +137,32 @@ def inputs(rng: np.random.Generator, scenario, env: dict, p: Casualties, j: Jour
     return x
 
 
+KEEP_IN_MEMORY = 2  # pending blocks held in memory; later ones wait on disk (one straggler can hold many)
+
+
+class _Spilled:
+    """A block waiting on disk while an earlier block's journeys are not settled (a stay of weeks)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def write(cls, payload, folder: Path, first: int) -> "_Spilled":
+        path = folder / f".capacity-spill-{os.getpid()}-{first}.pkl"
+        with path.open("wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return cls(path)
+
+    def read(self):
+        with self.path.open("rb") as f:
+            payload = pickle.load(f)
+        self.path.unlink(missing_ok=True)
+        return payload
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def fp_r2(scenario, front: int) -> list[int]:
     """Holding beds of each Role 2 facility of a front, in the simulation's order (Basic, then Enhanced)."""
     fp = scenario.medical_plan.fronts[front]
@@ -240,6 +269,7 @@ class Simulation:
     scenario: object
     plan: MedicalPlan = field(init=False)
     facilities: list[Facility] = field(default_factory=list)
+    spill_dir: object = None                          # where blocks waiting for a straggler are kept (else in memory)
     _pending: deque = field(default_factory=deque)   # (first gid, n, payload, incident keys, last day) not handed back
     _incident_flags: dict = field(default_factory=dict)  # incident key -> it overwhelmed its first facility
     _newest_day: int = -1
@@ -364,6 +394,8 @@ class Simulation:
             incidents = -1 - np.arange(first, first + n, dtype=np.int64)
         last_day = int(days.max()) if days is not None and n else self._newest_day
         self._newest_day = max(self._newest_day, last_day)
+        if self.spill_dir is not None and len(self._pending) >= KEEP_IN_MEMORY:
+            payload = _Spilled.write(payload, Path(self.spill_dir), first)
         self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day))
         if unconstrained_outcomes is not None:
             self.tally.unconstrained(rows, unconstrained_outcomes)
@@ -375,6 +407,13 @@ class Simulation:
         des.advance(self.P, self.RS, self.FA, self.FR, self.TH, self.H, self.S, self.TS, self.STACK, until)
         if self.S[des.S_ERR]:
             raise RuntimeError(f"capacity simulation ran out of room (code {self.S[des.S_ERR]})")
+
+    def discard(self) -> None:
+        """Remove the blocks waiting on disk (a run that stops early)."""
+        for block in self._pending:
+            if isinstance(block[2], _Spilled):
+                block[2].discard()
+        self._pending.clear()
 
     def finish(self) -> None:
         """After the last block: play the plan to the horizon; whoever is still in care stays there."""
@@ -397,6 +436,8 @@ class Simulation:
                 break
             self._pending.popleft()
             self._oldest = first + n
+            if isinstance(payload, _Spilled):
+                payload = payload.read()
             out.append(self._journeys(self.P[slots], payload, flags))
         return out
 

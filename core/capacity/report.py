@@ -189,8 +189,9 @@ def load_table(sim: Simulation) -> pl.DataFrame:
         cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams)
     row = np.repeat(np.arange(n), nbins)
 
-    def labels(key: str) -> pl.Series:
-        return pl.Series([r[key] for r in res], dtype=pl.String).gather(row)
+    def labels(key: str) -> pl.Series:  # few distinct names on many rows: an Enum (written as plain strings)
+        names = [r[key] for r in res]
+        return pl.Series(names, dtype=pl.Enum(list(dict.fromkeys(names)))).gather(row)
 
     queue_only = np.array([r["capacity"] is None for r in res])[row]
     return pl.DataFrame({
