@@ -396,3 +396,32 @@ def test_replications_give_a_mean_and_an_interval_that_holds_it():
     assert again["figures"] == rep["figures"]
     assert any("Case fatality" in name for name in rep["figures"])
     assert {f["unit"] for f in rep["figures"].values()} <= {"share", "count", "min", "h"}
+
+
+def test_blocks_waiting_for_a_long_stay_wait_on_disk_and_are_cleaned_up(tmp_path, monkeypatch):
+    import threading
+    from core.capacity import model
+    from core.run import generate_run
+    written = []
+    write = model._Spilled.write
+    monkeypatch.setattr(model._Spilled, "write",
+                        classmethod(lambda cls, *a: written.append(write(*a)) or written[-1]))
+    sc = Scenario.from_dict({"patients": 100_000, "days": 30, "seed": 5, "medical_plan": "brigade"})
+    manifest = generate_run(sc, tmp_path / "run")
+    assert manifest["status"] == "completed"
+    assert written, "no block ever waited on disk: the test does not test it"
+    assert not list((tmp_path / "run").glob(".capacity-spill-*"))
+    in_memory = generator.generate(sc)
+    assert pl.read_parquet(tmp_path / "run" / "events.parquet").equals(
+        in_memory.events.with_columns(pl.col(pl.Enum).cast(pl.String)))
+    # a run cancelled while blocks wait on disk leaves none behind
+    cancel = threading.Event()
+    written.clear()
+
+    def progress(p):
+        if written:
+            cancel.set()
+
+    stopped = generate_run(sc, tmp_path / "cancelled", on_progress=progress, cancel=cancel)
+    assert stopped["status"] == "cancelled" and written
+    assert not list((tmp_path / "cancelled").glob(".capacity-spill-*"))
