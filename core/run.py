@@ -147,9 +147,9 @@ def generate_run(scenario: Scenario, out: Path, *, fmt: str = "parquet", compres
             if cancel is not None and cancel.is_set():
                 raise RunCancelled()
             if simulation is not None:  # the load of every facility over time, a table beside the four
-                from core.capacity.report import load_table, report as capacity_report
+                from core.capacity.report import load_pieces, report as capacity_report
                 capacity = capacity_report(simulation)
-                sink.write_table("load", load_table(simulation))
+                sink.write_table("load", load_pieces(simulation))
         files = sink.files
         report = calibration.report()
         files.append(_write_json(out, "calibration.json", report, rows=len(report["targets"])))

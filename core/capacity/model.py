@@ -353,7 +353,8 @@ class Simulation:
     # --- memory: rows for the patients in care, and an event heap sized to them ---------------------------
     def _alloc(self, rows: int) -> None:
         P = np.empty((rows, des.NPF), dtype=ROW_TYPE)  # each patient's row is filled when the patient comes in
-        H = np.empty((8 * rows + 8 * self.RS.shape[0] + 1024, 3), dtype=np.int64)
+        # pending events: a patient has at most a few at once (its next step, a deadline or death, a release)
+        H = np.empty((4 * rows + 8 * self.RS.shape[0] + 1024, 3), dtype=np.int64)
         if hasattr(self, "P"):
             live = np.arange(self._oldest, self._next_gid)
             P[live & (rows - 1)] = self.P[live & self.S[des.S_MASK]]

@@ -162,20 +162,35 @@ def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
     return out
 
 
+LOAD_PIECE_ROWS = 500_000  # rows of the load table built at a time
+
+
 def load_table(sim: Simulation) -> pl.DataFrame:
-    """Load of every facility resource and vehicle pool over scenario time: one row per resource and time bin
-    (occupancy mean and peak, capacity, longest queue). Built column-wise: names are gathered from one small
-    series per column, operating-table capacity per bin follows the surgical shifts."""
+    """Load of every facility resource and vehicle pool over scenario time (see ``load_pieces``), whole."""
+    return pl.concat(list(load_pieces(sim)))
+
+
+def load_pieces(sim: Simulation):
+    """The load table in pieces of whole resources: one row per resource and time bin (time, front, facility,
+    role, resource, capacity, mean and peak occupancy, longest queue). Names are Enums gathered from one small
+    series (written as plain strings); operating-table capacity per bin follows the surgical shifts."""
     res = resources(sim)
-    if not res:
-        return pl.DataFrame()
     width = sim.bin_s
     nbins = sim.horizon // width + 1
-    n = len(res)
-    ids = np.array([r["_id"] for r in res])
-    ts = sim.TS[:nbins, ids].transpose(1, 0, 2).astype(np.int64)
     start_us = int(sim.scenario.start.timestamp()) * 1_000_000
     times = start_us + np.arange(nbins, dtype=np.int64) * width * 1_000_000
+    enums = {key: pl.Enum(list(dict.fromkeys(r[key] for r in res)) or [""])
+             for key in ("front", "facility", "role", "resource")}
+    step = max(1, LOAD_PIECE_ROWS // nbins)
+    for lo in range(0, max(len(res), 1), step):
+        part = res[lo:lo + step]
+        yield _load_piece(sim, part, nbins, width, times, enums)
+
+
+def _load_piece(sim: Simulation, res: list[dict], nbins: int, width: int, times: np.ndarray, enums: dict):
+    n = len(res)
+    ids = np.array([r["_id"] for r in res], dtype=np.int64)
+    ts = sim.TS[:nbins, ids].transpose(1, 0, 2)
     capacity = np.array([r["capacity"] if r["capacity"] is not None else 0 for r in res], dtype=np.int64)
     cap = np.repeat(capacity[:, None], nbins, axis=1)
     ot = np.flatnonzero([r["kind"] == des.K_OT for r in res])
@@ -189,17 +204,16 @@ def load_table(sim: Simulation) -> pl.DataFrame:
         cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams)
     row = np.repeat(np.arange(n), nbins)
 
-    def labels(key: str) -> pl.Series:  # few distinct names on many rows: an Enum (written as plain strings)
-        names = [r[key] for r in res]
-        return pl.Series(names, dtype=pl.Enum(list(dict.fromkeys(names)))).gather(row)
+    def labels(key: str) -> pl.Series:
+        return pl.Series([r[key] for r in res], dtype=enums[key]).gather(row)
 
-    queue_only = np.array([r["capacity"] is None for r in res])[row]
+    queue_only = np.array([r["capacity"] is None for r in res], dtype=bool)[row]
     return pl.DataFrame({
         "time": pl.Series(np.tile(times, n)).cast(pl.Datetime("us", "UTC")),
         "front": labels("front"), "facility": labels("facility"), "role": labels("role"),
         "resource": labels("resource"),
         "capacity": pl.Series(cap.reshape(-1).astype(np.int32)).scatter(np.flatnonzero(queue_only), None),
-        "occupancy_mean": np.round(ts[:, :, 0].reshape(-1) / width, 3),
+        "occupancy_mean": np.round(ts[:, :, 0].reshape(-1).astype(np.float64) / width, 3),
         "occupancy_peak": ts[:, :, 1].reshape(-1).astype(np.int32),
         "queue_peak": ts[:, :, 2].reshape(-1).astype(np.int32),
     })

@@ -92,18 +92,22 @@ class Sink:
         self._pending = [self._pool.submit(self._write_one, table, payloads[table])
                          for table in sorted(payloads, key=LARGEST_FIRST.index)]
 
-    def write_table(self, name: str, frame: pl.DataFrame) -> None:
-        """One more file, ``<name>.<suffix>``, written whole now and renamed with the others on close (a small
-        table such as a medical plan's load over time)."""
+    def write_table(self, name: str, frames) -> None:
+        """One more file, ``<name>.<suffix>``, written now from a frame or an iterable of frames with one schema
+        (pieces keep memory flat), and renamed with the others on close (e.g. a medical plan's load over time)."""
         self._expect("open")
         self._settle()
-        self.schemas[name] = dict(frame.schema)
+        pieces_ = iter([frames] if isinstance(frames, pl.DataFrame) else frames)
+        first = next(pieces_)
+        self.schemas[name] = dict(first.schema)
         self._outputs[name] = out = Output(self.out_dir / f"{name}.{self.suffix}", compress=self.compress,
                                            seal=self._seal)
         self._encoders[name] = self._encoder(name, out.stream)
         self._rows[name] = 0
         self.tables = (*self.tables, name)
-        self._write_one(name, frame)
+        self._write_one(name, first)
+        for frame in pieces_:
+            self._write_one(name, frame)
 
     def close(self) -> list[dict]:
         """Finish and rename every file; returns ``{name, table, rows, bytes, sha256}`` per file."""
