@@ -12,9 +12,10 @@ from core import reference
 from core.scenario import Scenario, ScenarioError, load_scenario
 
 PRESET_IDS = ("nato_article_5", "peacekeeping", "urban_assault", "cbrn_incident", "training_exercise",
-              "mass_casualty", "arctic_operation", "maritime_operation")
+              "mass_casualty", "arctic_operation", "maritime_operation", "brigade_falklands", "brigade_okinawa")
 
-# DOMAIN.md §2.2: patients, days, the single warfare type that dominates, intensity
+# the presets (docs/casualty-model.md, the scenario; docs/capacity.md): patients, days, the warfare type that
+# dominates, intensity; the two brigades take their patients from their force size (3,750 troops, 30 days)
 PRESET_TABLE = {
     "nato_article_5": (2500, 8, "conventional", "high"),
     "peacekeeping": (500, 30, "peacekeeping", "low"),
@@ -24,6 +25,8 @@ PRESET_TABLE = {
     "mass_casualty": (800, 1, "conventional", "extreme"),
     "arctic_operation": (1200, 14, "conventional", "high"),
     "maritime_operation": (1800, 6, "naval", "high"),
+    "brigade_falklands": (429, 30, "conventional", "high"),
+    "brigade_okinawa": (727, 30, "conventional", "extreme"),
 }
 
 
@@ -54,7 +57,7 @@ def test_default_scenario_loads_with_documented_defaults():
     assert s.horizon > s.end > s.start
 
 
-def test_presets_are_the_eight_documented_ids():
+def test_presets_are_the_documented_ids():
     assert tuple(reference.presets()) == PRESET_IDS
 
 
