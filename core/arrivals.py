@@ -1,6 +1,6 @@
 """When and where casualties happen: a conditional Cox process with incident clusters and exact totals.
 
-DOMAIN.md §3. The plan (exact budgets per category, front, warfare type and day) is small and computed once;
+docs/casualty-model.md, Arrivals. The plan (exact budgets per category, front, warfare type and day) is small and computed once;
 each day's casualties are then drawn from a generator keyed by (seed, day) only, sorted by injury time, and
 handed out in patient-id order. Memory is bounded by one day's skeleton (a few bytes per patient).
 """

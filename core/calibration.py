@@ -1,4 +1,5 @@
-"""Calibration report: each published target of DOMAIN.md §8.7, the value a run produced, pass or warn.
+"""Calibration report: each published target (docs/casualty-model.md, Calibration targets;
+core/data/calibration.json), the value a run produced, pass or warn.
 
 Counts are accumulated batch by batch while a run is written (memory stays flat, any output format), then
 turned into ``calibration.json``. Targets that a scenario does not aim at (e.g. the counter-insurgency

@@ -1,6 +1,6 @@
 """Who the casualties are: nationality, sex, rank, age, birth date, blood group, name, service number.
 
-DOMAIN.md §4. Column-wise: every draw is one numpy call over the block; names come from per-nation pools
+docs/casualty-model.md, Demographics. Column-wise: every draw is one numpy call over the block; names come from per-nation pools
 (core/data/names, built from Faker's locale data) gathered by index in one polars call.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How each casualty moves through the chain of care, and what becomes of them (DOMAIN.md §8, §9).
+"""How each casualty moves through the chain of care, and what becomes of them (docs/casualty-model.md, Flow and Treatments).
 
 One model: a semi-Markov location process POI -> R1 -> R2 -> R3 -> R4 (routing by facility and triage, dwell
 and transit times by posture) competing with a delay-driven death process drawn once at injury. The whole
@@ -384,7 +384,7 @@ def death_place(s: Journey, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _treatments(rng, p: Casualties, s: Journey, add, care: Care | None = None) -> None:
-    """Treatments started at each facility, at times inside the stay there (DOMAIN.md §9.1); under a medical
+    """Treatments started at each facility, at times inside the stay there (docs/casualty-model.md); under a medical
     plan from when care started, and surgery only as the plan's operating tables gave it."""
     t = tables()
     fac, arr, dep = s.fac, s.arr, s.dep

@@ -1,5 +1,5 @@
 """What happened to each casualty: mechanism, body region, polytrauma, severity, coded conditions, triage,
-and whether the injury is on a lethal trajectory (DOMAIN.md §5-§7, §8.5).
+and whether the injury is on a lethal trajectory (docs/casualty-model.md: Injuries, Coded conditions, Triage, Mortality).
 
 One direction only: category -> mechanism -> polytrauma -> region -> severity -> conditions -> triage;
 nothing drawn later overwrites an earlier column. Everything is drawn for the whole block at once.

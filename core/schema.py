@@ -1,4 +1,4 @@
-"""The four contract tables (DATA_CONTRACT.md v1): column names, polars dtypes and the Batch that carries them.
+"""The four contract tables (docs/data-contract.md, v1): column names, polars dtypes and the Batch that carries them.
 
 Categorical columns are held as ``pl.Enum`` in memory (cheap to build from integer codes and to write as
 dictionary pages); sinks write them as plain strings, which is what the contract promises consumers.
@@ -88,7 +88,7 @@ PATIENTS = {
     "outcome": enum(OUTCOMES),
     "outcome_time": UTC_TIME,
     "last_facility": enum(FACILITIES),
-    # extra columns allowed by the contract (DOMAIN.md §8.8)
+    # extra columns allowed by the contract (docs/data-contract.md)
     "death_type": enum(DEATH_TYPES),
 }
 

@@ -1,4 +1,4 @@
-"""Vital signs at first assessment and on each arrival at a facility (DOMAIN.md §9.2).
+"""Vital signs at first assessment and on each arrival at a facility (docs/casualty-model.md, Vital signs).
 
 Values follow the first triage and the primary condition, then move towards the normal (T3) band along the
 journey; a patient who dies of wounds has a last set in the expectant (T4) band. Whole block at once.

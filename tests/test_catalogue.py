@@ -1,4 +1,4 @@
-"""Checks on the SNOMED CT catalogue data files (DOMAIN.md §6)."""
+"""Checks on the SNOMED CT catalogue data files (docs/casualty-model.md, Coded conditions)."""
 
 import csv
 import re
@@ -33,7 +33,7 @@ FORBIDDEN = {
     "45170000", "73249009", "127294003", "39579001",
     # §6.10 "unverified, do not use"
     "264957007", "81121007", "25353009", "74770008", "22640007", "46866001",
-    # DOMAIN §6.10 printed 23674004 for orotracheal intubation; it fails the SCTID
+    # the design notes printed 23674004 for orotracheal intubation; it fails the SCTID
     # Verhoeff check digit. The real concept is 232674004.
     "23674004",
 }
@@ -157,7 +157,7 @@ def test_severity_qualifiers():
 
 
 def test_primary_codes_present():
-    """Every code DOMAIN §6.3–§6.6 names as a candidate condition is in conditions.csv."""
+    """Every code injuries.json names as a candidate condition is in conditions.csv."""
     codes = {r["code"] for r in read("conditions.csv")}
     needed = """127295002 110030002 82271004 283545005 125666000 62564004 125593007 282752000
     2999009 274205003 370247008 90460009 1388867009 262525000 233645004 31892009 426936004

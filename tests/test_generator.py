@@ -1,4 +1,4 @@
-"""The streaming generator and a whole run (core/generator.py, core/run.py) against DATA_CONTRACT.md."""
+"""The streaming generator and a whole run (core/generator.py, core/run.py) against the data contract (docs/data-contract.md)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""The casualty model against published figures (DOMAIN.md §8.7) and clinical coherence rules.
+"""The casualty model against published figures (docs/casualty-model.md, Calibration targets) and clinical coherence rules.
 
 Large seeded runs in memory; the calibration report is the same code that writes calibration.json.
 """

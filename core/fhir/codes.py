@@ -71,7 +71,7 @@ def severity_concepts() -> dict[str, str]:
 
 @cache
 def blood_group_concepts() -> dict[str, str]:
-    """Contract blood group (``O+``...) -> JSON of the SNOMED CT finding (DOMAIN.md §6.8)."""
+    """Contract blood group (``O+``...) -> JSON of the SNOMED CT finding (core/data/conditions.csv, blood groups)."""
     rows = [r for r in reference._csv("qualifiers.csv") if r["kind"] == "blood_group"]
     out = {}
     for row in rows:  # "Blood group AB Rh(D) positive" -> "AB+"
