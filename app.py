@@ -5,10 +5,10 @@ import streamlit as st
 
 import resources
 
-st.set_page_config(page_title="Medical Patients Generator", page_icon="🩺", layout="wide")
+st.set_page_config(page_title="Medical Patients Generator", page_icon=":material/medical_services:", layout="wide")
 resources.warm_caches()  # once per process: lookups, run list, database link, metrics sampler
 pg = st.navigation([
-    st.Page("views/scenario.py", title="Scenario", icon="🗺️", default=True),
+    st.Page("views/scenario.py", title="Scenario", icon=":material/tune:", default=True),
     st.Page("views/generate.py", title="Generate", icon=":material/play_circle:"),
     st.Page("views/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("views/explore.py", title="Explore", icon=":material/insights:"),

@@ -181,6 +181,62 @@ def runs() -> list[dict]:
     return run_history(job_registry().version)
 
 
+@counted_cache_data(ttl=60, max_entries=8)
+def run_table_rows(runs_root: str, registry_id: int, version: int) -> list[dict]:
+    """``run_history`` rows as the Runs and Monitor pages show them: ``created_at`` a UTC datetime whatever the row
+    came from (one type for a table column), and for a run that did not complete the patients it generated before
+    it stopped and the patients it was meant to have (``patients_generated``, ``patients_planned``, from its
+    manifest). Label a row with ``core.labels.run_label``."""
+    from core.labels import utc_datetime
+    from core.runs import read_manifest
+    rows = []
+    for r in job_registry().run_history():
+        row = dict(r, created_at=utc_datetime(r.get("created_at")))
+        if r.get("status") != "completed" and r.get("on_disk") and r.get("out_dir"):
+            manifest = read_manifest(r["out_dir"]) or {}
+            row["patients_generated"] = manifest.get("patients_generated")
+            row["patients_planned"] = (manifest.get("scenario") or {}).get("patients")
+        rows.append(row)
+    return rows
+
+
+def run_rows() -> list[dict]:
+    """Every run, newest first, ready to show (see ``run_table_rows``)."""
+    registry = job_registry()
+    return run_table_rows(str(registry.runs_root), id(registry), registry.version)
+
+
+def deletion_blocker(run: dict) -> str | None:
+    """Why the Runs page must not offer to delete ``run`` (a ``run_rows`` row), or None when it may.
+
+    A run whose writer may be alive is never offered, nor a folder outside the dashboard's runs folder. Uses
+    ``core.runs.deletable(folder, root)`` when core has it (the one rule for every caller); until then the
+    status, the folder's place and, for a folder without a manifest, how recently a file in it changed."""
+    import time
+    from core import runs as run_folders
+    root = job_registry().runs_root
+    folder = Path(run["out_dir"]) if run.get("out_dir") else root / run["run_id"]
+    if run.get("status") in ("queued", "running"):
+        return "it is still being written: cancel it on Generate first"
+    deletable = getattr(run_folders, "deletable", None)
+    if deletable is not None and run.get("on_disk"):
+        reason = deletable(folder, root)
+        if reason:
+            return reason
+    if folder.exists() and folder.resolve().parent != root.resolve():  # e.g. a command-line run saved with --db
+        return "its folder is not in the dashboard's runs folder (delete it where it was written)"
+    if run.get("status") == "interrupted" and folder.is_dir():  # no manifest: the command line may still write it
+        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        quiet = time.time() - newest
+        if quiet < RECENT_WRITE_S:
+            return (f"a file in its folder changed {quiet:,.0f} s ago: a process may still be writing it "
+                    f"(offered once nothing has changed for {RECENT_WRITE_S // 60:,} minutes)")
+    return None
+
+
+RECENT_WRITE_S = 600
+
+
 @counted_cache_data(max_entries=256)
 def run_summary(run_id: str, out_dir: str | None = None) -> dict:
     """A finished run's manifest (without the full scenario) and, for persisted runs, the database summary.
@@ -258,6 +314,21 @@ def explore_runs(folders: tuple[str, ...] = ()) -> list[dict]:
     """Every run Explore and Replay can list, newest first (core.runs.list_runs rows)."""
     from core import settings
     return find_runs(str(settings.runs_dir()), tuple(folders), job_registry().version)
+
+
+def explore_needs_converting(path: str) -> bool:
+    """True when opening the run in Explore will first convert its text tables to Parquet (a quick check: a
+    manifest read and a few file look-ups); then call ``explore_convert`` with a progress bar."""
+    from core import explore
+    return explore.needs_converting(path)
+
+
+def explore_convert(path: str, on_progress=None) -> None:
+    """Convert a CSV, NDJSON or JSON run's tables to Parquet once (the explore cache), calling
+    ``on_progress(fraction done, what is being done)`` between tables; quick when there is nothing to convert.
+    Raises core.explore.RunNotExplorable with a one-line reason."""
+    from core import explore
+    explore.convert_run(path, on_progress)
 
 
 @counted_cache_data(max_entries=32)
@@ -367,7 +438,7 @@ def warm_caches() -> bool:
     default_scenario()
     database()
     metrics_sampler()
-    for run in runs()[:20]:
+    for run in run_rows()[:20]:
         if run.get("status") in ("completed", "cancelled", "failed") and run.get("on_disk"):
             run_summary(run["run_id"], run.get("out_dir"))
     return True

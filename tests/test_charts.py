@@ -75,15 +75,22 @@ def test_every_run_figure_is_a_valid_plotly_figure(run, frames):
 
 
 def test_live_specs_fold_the_series_into_one_vega_lite_chart():
-    spec = live.line_spec("time", ["pool in use", "pool budget"], x_type="temporal", x_title=None, height=200)
-    assert spec["transform"] == [{"fold": ["pool in use", "pool budget"], "as": ["series", "value"]}]
-    assert spec["encoding"]["x"] == {"field": "time", "type": "temporal", "title": "time"}  # None: the field's name
+    spec = live.line_spec("time", ["pool in use", "pool budget"], x_type="temporal", x_title="time (UTC)", height=200)
+    assert spec["transform"][0] == {"fold": ["pool in use", "pool budget"], "as": ["series", "value"]}
+    x = spec["encoding"]["x"]
+    assert (x["field"], x["type"], x["title"], x["scale"]) == ("time", "temporal", "time (UTC)", {"type": "utc"})
+    assert "%H:%M:%S" in x["axis"]["labelExpr"]  # a 24-hour UTC clock
+    assert spec["height"] == 200 and spec["autosize"]["type"] == "fit-x"  # the plot area's own height
+    assert spec["encoding"]["color"]["legend"]["labelLimit"] == 0  # legend labels never cut
     assert live.line_spec("t", ["a"], x_title="seconds")["encoding"]["x"]["title"] == "seconds"
-    assert spec["encoding"]["y"]["title"] is None and spec["height"] == 200
-    assert live.line_spec("seconds", ["patients/s"])["encoding"]["y"]["title"] == "patients/s"
+    assert live.line_spec("t", ["a"])["encoding"]["color"]["legend"] is None  # one series: no legend
+    assert live.line_spec("s", ["p"], y_title="patients/s")["encoding"]["y"]["title"] == "patients/s"
     bars = live.bar_spec("run", "patients/s")
     assert bars["encoding"]["x"]["sort"] is None and bars["mark"]["type"] == "bar"
-    json.dumps([spec, bars])  # plain JSON, what st.vega_lite_chart sends
+    two = live.two_scale_spec("s", ("a", "left title"), ("b", "right title"))
+    assert two["resolve"] == {"scale": {"y": "independent"}}
+    assert [layer["encoding"]["y"]["axis"]["orient"] for layer in two["layer"]] == ["left", "right"]
+    json.dumps([spec, bars, two])  # plain JSON, what st.vega_lite_chart sends
 
 
 def test_charts_need_neither_streamlit_nor_plotly_and_core_never_imports_them():

@@ -146,3 +146,81 @@ def test_generate_20000_patients_then_explore_the_run(dashboard, page):
     open_page(page, url, "Explore")
     no_exception(page, "Explore")
     page.get_by_text(re.compile(r"20,000")).first.wait_for(timeout=60_000)
+
+
+# --- what a stakeholder sees: a field that blocks, charts of real size, no text cut --------------------------------
+
+CUT_TEXT = """() => {
+  const cut = [];
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  for (const el of main.querySelectorAll('*')) {
+    if (!el.offsetParent || el.closest('[data-testid="stDataFrame"]')) continue;  // tables scroll by design
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const style = getComputedStyle(el);
+    const clips = style.textOverflow === 'ellipsis' || ['hidden', 'clip'].includes(style.overflowX);
+    if (clips && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      cut.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 80)}"`);
+  }
+  for (const t of main.querySelectorAll('svg text')) {  // chart titles, axis titles, legends, tick labels
+    const text = t.textContent.trim(), svg = t.ownerSVGElement;
+    if (!text || !svg) continue;
+    if (text.endsWith('…')) cut.push(`chart text "${text}"`);
+    const r = t.getBoundingClientRect(), box = svg.getBoundingClientRect();
+    if (r.width && (r.left < box.left - 2 || r.right > box.right + 2)) cut.push(`chart text outside its chart "${text}"`);
+  }
+  return cut;
+}"""
+
+
+def test_an_invalid_patients_value_blocks_generate(dashboard, page):
+    url, _ = dashboard
+    open_page(page, url, "Generate")
+    patients = page.get_by_role("spinbutton", name="Patients", exact=True)
+    for typed, shown in (("0", "0 cannot be generated"), ("150000000", "150,000,000 cannot be generated")):
+        patients.fill(typed)
+        patients.press("Tab")
+        settle(page)
+        page.get_by_text(shown).first.wait_for(timeout=30_000)
+        assert page.get_by_role("button", name="Generate").is_disabled(), typed
+    patients.fill("20000")
+    patients.press("Tab")
+    settle(page)
+    assert page.get_by_role("button", name="Generate").is_enabled()
+
+
+def test_live_charts_during_a_run_have_a_plot_area_of_real_height(dashboard, page):
+    url, _ = dashboard
+    open_page(page, url, "Generate")
+    patients = page.get_by_role("spinbutton", name="Patients", exact=True)
+    patients.fill("5000000")
+    patients.press("Tab")
+    settle(page)
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Patients generated").first.wait_for(timeout=120_000)
+    time.sleep(3)  # a redraw or two
+    # each chart's y axis spans its plot area; before: a few pixels under cut titles and legends
+    heights = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg')].map(svg =>
+        Math.max(0, ...[...svg.querySelectorAll('g.role-axis')].map(g => g.getBoundingClientRect().height)))""")
+    titles = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] .role-title-text')]
+        .map(t => t.textContent)""")
+    cut = page.evaluate(CUT_TEXT)
+    page.screenshot(path=str(dashboard[1] / "generate_during_run.png"))
+    no_exception(page, "Generate during a run")
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancelled after").first.wait_for(timeout=60_000)
+    assert titles[:4] == ["Patients generated", "Speed (5 s average)", "Memory of the run (MB)",
+                          "Database connections and cache hits"], titles
+    assert len(heights) >= 4 and min(heights[:4]) >= 150, heights
+    assert not cut, cut
+
+
+@pytest.mark.parametrize("title", PAGES)
+def test_no_text_is_cut_at_1400_by_1000(dashboard, page, title):
+    """Chart titles, legends, labels and captions are read whole: nothing is clipped or cut with an ellipsis."""
+    url, _ = dashboard
+    open_page(page, url, title)
+    time.sleep(2)  # charts draw after the script run ends
+    no_exception(page, title)
+    assert page.locator('[data-testid="stAlertContentError"] pre, .stException').count() == 0, title
+    cut = page.evaluate(CUT_TEXT)
+    assert not cut, f"{title}: text cut: {cut}"

@@ -237,7 +237,7 @@ def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
     assert at.session_state["scenario_version"] == 1
 
     at.switch_page("views/generate.py").run()
-    assert any("saved as 'Baltic test' v1" in c.value for c in at.caption)
+    assert any("saved as Baltic test, version 1" in c.value for c in at.caption)
     at.switch_page("views/scenario.py").run()
 
     at.text_input(key="sc_dup_name").set_value("Copy A")

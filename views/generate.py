@@ -1,12 +1,14 @@
 """Generate: run the scenario into files (and the database) in the background, with live progress and metrics."""
+from datetime import datetime, timezone
 from pathlib import Path
 
 import streamlit as st
 
 import resources
-from charts.live import line_spec
+from charts.live import line_spec, two_scale_spec
 from core.exports import download_limit_bytes, estimated_bytes, free_bytes, human_bytes, zip_run
 from core.jobs import JobBusy
+from core.labels import FORMAT_NAMES, plain, run_label
 from core.scenario import MAX_PATIENTS, ScenarioError
 from core.sinks import FORMATS
 
@@ -19,7 +21,15 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{seconds:,.1f} s"
+
+
+def patients_typed(state, base) -> int | None:
+    """The Patients field as typed (None when empty); the field has no bounds of its own, so what it shows is
+    what the page checks and runs."""
+    value = state.get("gen_patients", base.patients)
+    return None if value is None else int(value)
 
 
 def base_scenario():
@@ -37,7 +47,11 @@ def saved_as(state) -> tuple[str | None, int | None]:
 def problems(base, state, db_down) -> tuple[object, dict[str, str]]:
     """The scenario to run and, per widget, what blocks it (shown next to the widget)."""
     found, scenario = {}, base
-    patients = int(state.get("gen_patients") or base.patients)
+    patients = patients_typed(state, base)
+    if patients is None or not 1 <= patients <= MAX_PATIENTS:
+        found["patients"] = (f"Enter a number of patients from 1 to {MAX_PATIENTS:,}." if patients is None else
+                             f"Enter from 1 to {MAX_PATIENTS:,} patients: {patients:,} cannot be generated.")
+        return scenario, found
     if patients != base.patients:
         try:
             scenario = base.with_overrides(patients=patients)
@@ -46,7 +60,7 @@ def problems(base, state, db_down) -> tuple[object, dict[str, str]]:
     fmt, compress = state.get("gen_format", "parquet"), bool(state.get("gen_compress"))
     need, free = estimated_bytes(patients, fmt, compress), free_bytes(resources.job_registry().runs_root)
     if need > 0.95 * free:
-        found["patients"] = (f"{patients:,} patients as {fmt}{' + gzip' if compress else ''} need about "
+        found["patients"] = (f"{patients:,} patients as {FORMAT_NAMES.get(fmt, fmt)}{' + gzip' if compress else ''} need about "
                              f"{human_bytes(need)} but only {human_bytes(free)} is free: choose fewer patients, "
                              "compression or Parquet.")
     if state.get("gen_encrypt"):
@@ -91,10 +105,12 @@ if db_down:
 base = base_scenario()
 saved_name, version = saved_as(st.session_state)
 scenario_error = st.session_state.get("scenario_error")
-st.caption(f"Scenario **{base.name}**{f' (saved as {saved_name!r} v{version})' if version else ''} · seed {base.seed} · {base.days} days · "
-           f"{len(base.fronts)} front(s) · edit it on the Scenario page")
+fronts = len(base.fronts)
+st.caption(f"Scenario **{plain(base.name)}**{f' (saved as {plain(saved_name)}, version {version:,})' if version else ''}"
+           f" · seed {base.seed} · {base.days:,} day{'s' if base.days != 1 else ''} · {fronts:,} "
+           f"front{'s' if fronts != 1 else ''} · change it on the Scenario page")
 if scenario_error:
-    st.error(f"The scenario is not valid, so it cannot be generated: {scenario_error}")
+    st.error(f"The scenario is not valid, so it cannot be generated: {plain(scenario_error)}")
 
 if st.session_state.get("gen_base") != base.sha256():  # a new scenario brings its own number of patients
     st.session_state["gen_base"] = base.sha256()
@@ -104,10 +120,14 @@ if db_down:
 scenario, found = problems(base, st.session_state, db_down)
 left, mid, right = st.columns(3)
 with left:
-    st.number_input("Patients", min_value=1, max_value=MAX_PATIENTS, step=1000, key="gen_patients",
+    # no min/max on the widget: a browser keeps the last valid number of a bounded field while it shows the
+    # typed one, so the page checks the value itself and says why Generate waits
+    st.number_input("Patients", value=None, step=1000, format="%d", key="gen_patients",
                     help=f"Exactly this many patients are generated (1 to {MAX_PATIENTS:,}).")
     if "patients" in found:
         st.error(found["patients"], icon=":material/error:")
+    else:  # the field cannot show thousands separators
+        st.caption(f"{scenario.patients:,} patients")
     st.selectbox("Format", FORMATS, format_func=lambda f: FORMAT_LABELS.get(f, f), key="gen_format")
 with mid:
     st.toggle("Compress (gzip)", key="gen_compress", help="Every file gets .gz.")
@@ -120,7 +140,7 @@ with mid:
             st.error(found["password"], icon=":material/error:")
 with right:
     st.toggle("Save to database", key="gen_persist", disabled=bool(db_down),
-              help="Also load the four tables into the database (Explore and Replay read them there)."
+              help="Also load the four tables into the database (queries and the command line read them there)."
               if not db_down else "The database is unavailable; runs go to files only.")
     if "persist" in found:
         st.error(found["persist"], icon=":material/error:")
@@ -130,22 +150,53 @@ if st.session_state.get("gen_submit_error"):
     st.error(st.session_state["gen_submit_error"])
 st.button("Generate", type="primary", icon=":material/play_arrow:", on_click=start_run,
           disabled=bool(found or scenario_error or active),
-          help="A run is already going; wait for it or cancel it." if active else None)
+          help="A run is already going; wait for it or cancel it." if active else
+          "Correct the fields marked in red first." if found or scenario_error else None)
+
+
+SPEED_WINDOW_S = 5  # batches of 16,384 patients land in bursts: a second-by-second rate would jump from 0 to peaks
+
+
+def speed(samples: list[dict]) -> list[float]:
+    """Patients per second over the last SPEED_WINDOW_S seconds at each sample."""
+    out, first = [], 0
+    for s in samples:
+        while samples[first]["t"] < s["t"] - SPEED_WINDOW_S:
+            first += 1
+        start = samples[first] if samples[first] is not s else samples[max(0, first - 1)]
+        dt = s["t"] - start["t"]
+        out.append(round((s["patients_done"] - start["patients_done"]) / dt, 1) if dt > 0 else 0.0)
+    return out
 
 
 def charts(samples: list[dict]) -> None:
+    """The run's own progress first, then its speed, its memory, and the database pool with the cache hits: two
+    by two, each big enough to read from across a room."""
     if len(samples) < 2:
-        st.caption("Live charts appear after the first two seconds.")
+        st.caption("The charts appear after the first two seconds of the run.")
         return
     data = {"seconds": [s["t"] for s in samples],
-            "patients/s": [s["patients_per_s"] for s in samples],
-            "current MB": [s["rss_mb"] for s in samples], "peak MB": [s["peak_rss_mb"] for s in samples],
-            "pool in use": [s["pool_checked_out"] or 0 for s in samples],
-            "cache hit %": [round(100 * (s["cache_hit_rate"] or 0), 1) for s in samples]}
-    cols = st.columns(4)
-    for col, series, title in zip(cols, (["patients/s"], ["current MB", "peak MB"], ["pool in use"], ["cache hit %"]),
-                                  ("patients/s", "memory (MB)", "pool connections in use", "cache hit rate (%)")):
-        col.vega_lite_chart(data, line_spec("seconds", series, y_title=title), width="stretch")
+            "patients done": [s["patients_done"] for s in samples],
+            "patients per second": speed(samples),
+            "memory now": [s["rss_mb"] for s in samples], "peak memory": [s["peak_rss_mb"] for s in samples],
+            "connections in use": [s.get("pool_checked_out") or 0 for s in samples],
+            "cache hit rate (%)": [None if s.get("cache_hit_rate") is None else round(100 * s["cache_hit_rate"], 1)
+                                   for s in samples]}
+    x_title = "seconds since the start"
+    top = st.columns(2)
+    top[0].vega_lite_chart(data, line_spec("seconds", ["patients done"], x_title=x_title, y_title="patients",
+                                           title="Patients generated"), width="stretch")
+    top[1].vega_lite_chart(data, line_spec("seconds", ["patients per second"], x_title=x_title,
+                                           y_title="patients per second", title=f"Speed ({SPEED_WINDOW_S} s average)"),
+                           width="stretch")
+    bottom = st.columns(2)
+    bottom[0].vega_lite_chart(data, line_spec("seconds", ["memory now", "peak memory"], x_title=x_title,
+                                              y_title="MB", title="Memory of the run (MB)"), width="stretch")
+    bottom[1].vega_lite_chart(data, two_scale_spec("seconds", ("connections in use", "database connections in use"),
+                                                   ("cache hit rate (%)", "cache hit rate (%)"), x_title=x_title,
+                                                   title="Database connections and cache hits",
+                                                   left_domain=(0, max(2, *data["connections in use"])),
+                                                   right_domain=(0, 100)), width="stretch")
 
 
 def downloads(view: dict) -> None:
@@ -160,12 +211,42 @@ def downloads(view: dict) -> None:
                                 file_name=f["name"], icon=":material/download:", key=f"dl-{view['run_id']}-{f['name']}")
         else:
             col.caption(f"{f['name']} ({human_bytes(f['bytes'])}): too big for a browser download, "
-                        f"take it from `{folder / f['name']}`")
+                        "take it from the run's folder (see Details)")
     if total <= limit:
         cols[len(files) % len(cols)].download_button(
             f"All as ZIP (~{human_bytes(total)})", data=lambda: zip_run(folder, resources.exports_dir()).read_bytes(),
             file_name=f"{view['run_id']}.zip", mime="application/zip", icon=":material/folder_zip:",
             key=f"zip-{view['run_id']}")
+
+
+def job_row(v: dict) -> dict:
+    """The job's view as a run row (core.labels): what its label says."""
+    m = v["manifest"] or {}
+    row = {"scenario_name": v["scenario_name"], "created_at": datetime.fromtimestamp(v["submitted_at"], timezone.utc),
+           "status": v["status"], "format": v["format"], "compressed": v["compressed"], "encrypted": v["encrypted"],
+           "patients": v["patients_total"], "patients_generated": m.get("patients_generated", v["patients_done"])}
+    if v["status"] == "completed":
+        row["patients"] = m.get("patients", v["patients_done"])
+    return row
+
+
+def failure(error: str | None) -> str:
+    """The failure's message without the exception's class name (kept in Details)."""
+    text = (error or "unknown reason").strip()
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head.isidentifier() and head[:1].isupper() else text
+
+
+def details(v: dict) -> None:
+    m = v["manifest"] or {}
+    with st.expander("Details"):
+        lines = [f"Run id: `{v['run_id']}`", f"Folder: `{v['out_dir']}`", f"Seed: {v['seed']}"]
+        if v["error"]:
+            lines.append(f"Error as reported: {plain(v['error'])}")
+        cal = m.get("calibration") or {}
+        if cal:
+            lines.append("The realism check is in `calibration.json` in the folder.")
+        st.markdown("  \n".join(lines))
 
 
 run_every = 1 if active else None
@@ -178,18 +259,20 @@ def job_panel() -> None:
         st.info("No run yet since the server started. Runs from earlier sessions are on the Runs page.")
         return
     v = job.view()
-    title = f"Run `{v['run_id']}` · {v['scenario_name']} · seed {v['seed']} · {v['format']}"
+    label = plain(run_label(job_row(v)))
     if v["status"] in ("queued", "running"):
         st.session_state["gen_watching"] = v["run_id"]
         if run_every is None:  # started from another tab: rerun the page so it polls
             st.rerun()
-        st.subheader(f"{v['status'].capitalize()}")
-        st.markdown(title)
+        st.subheader("Waiting to start" if v["status"] == "queued" else "Running")
+        st.markdown(label)
+        doing = "generating and saving to the database" if v["persist"] else "generating"
+        left = duration(v["eta_s"]) if v["eta_s"] is not None else "working it out"
         st.progress(v["fraction"], text=f"{v['patients_done']:,} of {v['patients_total']:,} patients · "
-                    f"{v['patients_per_s']:,.0f} patients/s · ETA {duration(v['eta_s'])}")
+                    f"{v['patients_per_s']:,.0f} patients/s · {doing} · time left: {left}")
         st.button("Cancel", icon=":material/stop:", disabled=v["cancel_requested"],
                   on_click=registry.cancel, args=(v["run_id"],),
-                  help="Stop the run: temporary files are removed and the manifest says cancelled.")
+                  help="Stop the run: no partial file is kept and the run is listed as cancelled.")
         charts(v["samples"])
         return
     if st.session_state.get("gen_watching") == v["run_id"] and run_every is not None:
@@ -197,29 +280,36 @@ def job_panel() -> None:
         st.rerun()  # the run ended: redraw the whole page (Generate is enabled again)
     m = v["manifest"] or {}
     st.subheader(f"Last run: {v['status']}")
-    st.markdown(title)
+    st.markdown(label)
     if v["status"] == "completed":
-        st.success(f"Run {v['run_id']} completed: {m.get('patients', 0):,} patients in {duration(m.get('elapsed_s'))} "
+        st.success(f"Completed: {m.get('patients', 0):,} patients in {duration(m.get('elapsed_s'))} "
                    f"({(m.get('patients_per_s') or 0):,.0f} patients/s).", icon=":material/check_circle:")
+        if m.get("persisted"):
+            st.success(f"Saved to the database too: all {m.get('patients', 0):,} patients, with their events, "
+                       "conditions and vital signs (4 tables).", icon=":material/database:")
         cols = st.columns(5)
         cols[0].metric("Patients", f"{m.get('patients', 0):,}")
-        cols[1].metric("Seconds", f"{m.get('elapsed_s', 0):.1f}")
+        cols[1].metric("Time", duration(m.get("elapsed_s")))
         cols[2].metric("Patients/s", f"{(m.get('patients_per_s') or 0):,.0f}")
-        cols[3].metric("Peak memory (sampled)", f"{v['peak_rss_mb']:,.0f} MB")
+        peak = m.get("peak_rss_mb")
+        cols[3].metric("Peak memory of the run", "–" if peak is None else f"{peak:,.0f} MB",
+                       help="The most memory the run's process held at once.")
         cols[4].metric("Size on disk", human_bytes(sum(f["bytes"] for f in m.get("files", []))))
         cal = m.get("calibration") or {}
         if cal:
-            st.caption(f"Realism: {cal.get('pass', 0)} published targets met, {cal.get('warn', 0)} warnings "
-                       f"(calibration.json). Files in `{v['out_dir']}`.")
+            st.caption(f"Realism: {cal.get('pass', 0):,} published targets met, {cal.get('warn', 0):,} "
+                       f"outside their range.")
         downloads(v)
     elif v["status"] == "cancelled":
-        st.warning(f"Run {v['run_id']} cancelled after {v['patients_done']:,} of {v['patients_total']:,} patients: "
-                   "no data file was kept; manifest.json records the cancellation.", icon=":material/cancel:")
+        generated = m.get("patients_generated", v["patients_done"])
+        st.warning(f"Cancelled after {generated:,} of {v['patients_total']:,} patients: no data file was kept.",
+                   icon=":material/cancel:")
     else:
-        st.error(f"Run {v['run_id']} failed: {v['error'] or 'unknown reason'}", icon=":material/error:")
+        st.error(f"The run failed: {failure(v['error'])}", icon=":material/error:")
     if v["db_note"]:
         st.info(v["db_note"], icon=":material/database:")
-    with st.expander("Run metrics (one sample a second)"):
+    details(v)
+    with st.expander("Run charts (one sample a second)"):
         charts(v["samples"])
 
 

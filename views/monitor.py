@@ -1,85 +1,148 @@
-"""Monitor: this server process and the database over time, caches, page speed and run throughput."""
+"""Monitor: for the operator, the current run and how the server and the database are doing over time; for a
+developer, the pool, cache and page-speed figures in a collapsed Details section."""
 from datetime import datetime, timezone
 
 import streamlit as st
 
 import resources
 from charts.live import bar_spec, line_spec
+from core.labels import plain, run_label, run_labels, status_word
 
 PAGE_BUDGET_MS = 50
+TIME_AXIS = "time (UTC)"
+POOL_WORDS = {"checked_out": "Connections in use now", "idle": "Connections open and idle",
+              "size": "Connections kept open", "overflow": "Extra connections open beyond those",
+              "budget": "Most connections allowed at once", "waits": "Times a page waited for a connection",
+              "timeouts": "Times no connection came in time", "connects": "Connections opened so far",
+              "connect_ms_avg": "Average time to open a connection (ms)", "query_ms_p50": "Median query time (ms)",
+              "query_ms_p95": "Query time for 95 % of queries (ms)", "queries": "Queries answered so far"}
+CACHE_WORDS = {"preset_choices": "Preset names", "default_scenario": "Default scenario", "preview": "Scenario preview sample",
+               "preview_summary": "Scenario preview figures", "preview_figures": "Scenario preview charts",
+               "run_history": "Run list", "run_summary": "Run summaries", "saved_scenarios": "Saved scenarios",
+               "saved_scenario_versions": "Versions of a saved scenario", "nation_names": "Nation names",
+               "find_runs": "Run folders", "explore_overview": "Explore: key figures and timelines",
+               "explore_flow": "Explore: flow, 10-1-2 and occupancy", "explore_patients": "Explore: patient table pages",
+               "explore_patient_card": "Explore: patient cards", "explore_figures": "Explore: overview charts",
+               "explore_flow_figures": "Explore: flow charts", "replay_frames": "Replay frames",
+               "replay_figure": "Replay charts", "run_table_rows": "Runs table"}
+
+
+def number(value, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
 
 st.title("Monitor")
 db_down = resources.db_error()
 if db_down:
-    st.warning(f"**Database unavailable** — pool and query metrics are missing. {db_down}",
+    st.warning(f"**Database unavailable** — the connection and query figures are missing. {db_down}",
                icon=":material/cloud_off:")
 live = st.toggle("Live (refresh every 2 s)", value=True)
 
 
+def current_run() -> None:
+    """What a generation is doing now (or the last one's end), in one line and a bar."""
+    job = resources.job_registry().current()
+    if job is None:
+        st.caption("No run since the server started.")
+        return
+    v = job.view()
+    row = {"scenario_name": v["scenario_name"], "created_at": datetime.fromtimestamp(v["submitted_at"], timezone.utc),
+           "status": v["status"], "format": v["format"], "compressed": v["compressed"], "encrypted": v["encrypted"],
+           "patients": v["patients_total"], "patients_generated": v["patients_done"]}
+    if v["status"] in ("queued", "running"):
+        st.markdown(f"**Current run:** {plain(run_label(row))}")
+        left = "" if v["eta_s"] is None else f" · about {v['eta_s']:,.0f} s left"
+        st.progress(v["fraction"], text=f"{v['patients_done']:,} of {v['patients_total']:,} patients · "
+                    f"{v['patients_per_s']:,.0f} patients/s{left}")
+        st.page_link("views/generate.py", label="Watch or cancel it on Generate", icon=":material/play_circle:")
+    else:
+        if v["status"] == "completed":
+            row["patients_generated"] = (v["manifest"] or {}).get("patients", v["patients_done"])
+        st.caption(f"No run is going. Last run: {plain(run_label(row))} · {status_word(v['status']).lower()}.")
+
+
 @st.fragment(run_every=2 if live else None)
 def process_panel() -> None:
+    current_run()
     history = resources.metrics_sampler().history(seconds=900)
     last = history[-1] if history else {}
     hit = resources.cache_hit_rate()
-    cols = st.columns(6)
-    cols[0].metric("CPU (one core = 100 %)", f"{last.get('cpu_pct', 0):.0f} %")
-    cols[1].metric("Memory (RSS)", f"{last.get('rss_mb', 0):,.0f} MB")
-    cols[2].metric("Threads", last.get("threads", 0))
+    cols = st.columns(5)
+    cols[0].metric("Server CPU", f"{last.get('cpu_pct', 0):,.0f} %", help="Of one core: 200 % is two cores busy.")
+    cols[1].metric("Server memory", f"{last.get('rss_mb', 0):,.0f} MB")
     pool = last.get("pool_budget")
-    cols[3].metric("Pool in use", f"{last.get('pool_checked_out', 0)} / {pool}" if pool else "–")
+    cols[2].metric("Database connections", f"{last.get('pool_checked_out', 0):,} of {pool:,}" if pool else "–",
+                   help="In use now, of the most allowed at once.")
     p95 = last.get("query_ms_p95")
-    cols[4].metric("Query p95", f"{p95:.1f} ms" if p95 is not None else "–")
-    cols[5].metric("Cache hit rate", f"{hit:.0%}" if hit is not None else "–")
+    cols[3].metric("Query time", f"{p95:,.1f} ms" if p95 is not None else "–",
+                   help="95 % of database queries take at most this long.")
+    cols[4].metric("Cache hit rate", f"{hit * 100:.0f} %" if hit is not None else "–",
+                   help="Share of lookups answered from memory without recomputing.")
     if len(history) < 2:
-        st.caption("The charts fill in as the sampler collects one sample a second.")
+        st.caption("The charts fill in as one sample a second is taken.")
         return
     data = {"time": [datetime.fromtimestamp(s["t"], timezone.utc).isoformat() for s in history],
-            "CPU %": [s["cpu_pct"] for s in history], "RSS MB": [s["rss_mb"] for s in history],
-            "pool in use": [s.get("pool_checked_out") for s in history],
-            "pool budget": [s.get("pool_budget") for s in history],
-            "query p50 ms": [s.get("query_ms_p50") for s in history],
-            "query p95 ms": [s.get("query_ms_p95") for s in history]}
+            "CPU": [s["cpu_pct"] for s in history], "memory": [s["rss_mb"] for s in history],
+            "in use": [s.get("pool_checked_out") for s in history],
+            "most allowed": [s.get("pool_budget") for s in history],
+            "median": [s.get("query_ms_p50") for s in history],
+            "95 % of queries": [s.get("query_ms_p95") for s in history]}
     c1, c2 = st.columns(2)
-    c1.vega_lite_chart(data, line_spec("time", ["CPU %"], x_type="temporal", x_title=None, height=200), width="stretch")
-    c2.vega_lite_chart(data, line_spec("time", ["RSS MB"], x_type="temporal", x_title=None, height=200),
-                       width="stretch")
-    if any(v is not None for v in data["pool budget"]):
+    c1.vega_lite_chart(data, line_spec("time", ["CPU"], x_type="temporal", x_title=TIME_AXIS,
+                                       y_title="% of one core", title="Server CPU"), width="stretch")
+    c2.vega_lite_chart(data, line_spec("time", ["memory"], x_type="temporal", x_title=TIME_AXIS, y_title="MB",
+                                       title="Server memory (MB)"), width="stretch")
+    if any(v is not None for v in data["most allowed"]):
         c3, c4 = st.columns(2)
-        c3.vega_lite_chart(data, line_spec("time", ["pool in use", "pool budget"], x_type="temporal", x_title=None,
-                                           y_title="connections", height=200), width="stretch")
-        c4.vega_lite_chart(data, line_spec("time", ["query p50 ms", "query p95 ms"], x_type="temporal", x_title=None,
-                                           y_title="query latency (ms)", height=200), width="stretch")
+        c3.vega_lite_chart(data, line_spec("time", ["in use", "most allowed"], x_type="temporal", x_title=TIME_AXIS,
+                                           y_title="connections", title="Database connections"), width="stretch")
+        c4.vega_lite_chart(data, line_spec("time", ["median", "95 % of queries"], x_type="temporal",
+                                           x_title=TIME_AXIS, y_title="milliseconds", title="Database query time",
+                                           ), width="stretch")
 
 
 process_panel()
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Database pool")
-    status = resources.pool_status_now()
-    if status:
-        st.caption(resources.database().described or "")
-        st.dataframe([{"measure": k, "value": v} for k, v in status.items()], hide_index=True, width="stretch")
-    else:
-        st.caption("No database connection.")
-    st.subheader("Cached lookups")
-    stats = resources.cache_stats().snapshot()
-    st.dataframe([{"function": name, "calls": s["calls"], "hits": s["hits"], "misses": s["misses"],
-                   "hit rate": f"{s['hits'] / s['calls']:.0%}" if s["calls"] else "–"}
-                  for name, s in sorted(stats.items())], hide_index=True, width="stretch")
-with right:
-    st.subheader("Page script-run time")
-    timings = resources.page_timings().stats()
-    st.dataframe([{"page": page, "runs": s["runs"], "p50 ms": s["p50_ms"], "p95 ms": s["p95_ms"],
-                   "max ms": s["max_ms"], f"p95 ≤ {PAGE_BUDGET_MS} ms": s["p95_ms"] <= PAGE_BUDGET_MS}
-                  for page, s in sorted(timings.items())], hide_index=True, width="stretch")
-    st.caption("Measured in app.py around each page's script run (fragment refreshes are not page runs).")
-    st.subheader("Run throughput")
-    done = [r for r in resources.runs() if r.get("status") == "completed" and r.get("patients_per_s")][:30]
-    if done:
-        done.reverse()
-        st.vega_lite_chart({"run": [f"{r['run_id'][:15]}… {r.get('patients') or 0:,}" for r in done],
-                            "patients/s": [r["patients_per_s"] for r in done]}, bar_spec("run", "patients/s"),
-                           width="stretch")
-    else:
-        st.caption("No completed run yet.")
+st.subheader("Speed of recent runs")
+done = [r for r in resources.run_rows() if r.get("status") == "completed" and r.get("patients_per_s")][:15]
+if done:
+    st.vega_lite_chart({"run": run_labels(done), "patients per second": [r["patients_per_s"] for r in done]},
+                       bar_spec("run", "patients per second", x_title=None, horizontal=True,
+                                height=max(60, 28 * len(done))), width="stretch")
+    st.caption("Newest first; a run saved to the database also counts the time to store it.")
+else:
+    st.caption("No completed run yet.")
+
+with st.expander("Details (for developers)"):
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Database connection pool**")
+        status = resources.pool_status_now()
+        if status:
+            st.caption(f"Database: `{resources.database().described or 'unknown'}`")
+            st.dataframe([{"measure": POOL_WORDS.get(k, k.replace("_", " ").capitalize()), "value": number(v, 2)}
+                          for k, v in status.items()], hide_index=True, width="stretch")
+        else:
+            st.caption("No database connection.")
+        st.markdown("**Page build time**")
+        timings = resources.page_timings().stats()
+        st.dataframe([{"page": page, "builds": f"{s['runs']:,}", "median (ms)": f"{s['p50_ms']:,.1f}",
+                       "95 % within (ms)": f"{s['p95_ms']:,.1f}", "slowest (ms)": f"{s['max_ms']:,.1f}",
+                       f"within {PAGE_BUDGET_MS} ms": "yes" if s["p95_ms"] <= PAGE_BUDGET_MS else "no"}
+                      for page, s in sorted(timings.items())], hide_index=True, width="stretch")
+        st.caption(f"The time the server takes to build a page, measured around each page's script run (the "
+                   f"live refreshes of a chart are not counted). The target: 95 % of builds within {PAGE_BUDGET_MS} ms.")
+    with right:
+        st.markdown("**Cached lookups**")
+        stats = resources.cache_stats().snapshot()
+        st.dataframe([{"lookup": CACHE_WORDS.get(name, name.replace("_", " ").capitalize()), "calls": f"{s['calls']:,}",
+                       "from the cache": f"{s['hits']:,}", "computed": f"{s['misses']:,}",
+                       "hit rate": f"{100 * s['hits'] / s['calls']:.0f} %" if s["calls"] else "–", "function": name}
+                      for name, s in sorted(stats.items())], hide_index=True, width="stretch")
+        threads = (resources.metrics_sampler().latest() or {}).get("threads")
+        st.caption(f"Threads in the server process: {number(threads)}. A lookup computed once is then answered "
+                   "from memory; the steady state is at least 90 % from the cache.")
