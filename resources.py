@@ -238,22 +238,16 @@ def warm_capacity() -> None:
     preview(load_scenario("brigade_falklands").with_overrides(days=2, patients=50))
 
 
-@st.cache_resource(show_spinner=False)
-def replication_pool():
-    """One background thread for replications (each runs its own worker processes): a page never waits on one."""
-    from concurrent.futures import ThreadPoolExecutor
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="replicate")
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16, on_release=lambda job: job.cancel())
 def replications(scenario_json: str, runs: int):
-    """A Future of core.replicate.replicate(scenario, runs) shared by every session (started once per scenario
-    and number of runs); the page polls it."""
+    """A core.replication_job.ReplicationJob (``python -m core replicate`` in its own process) shared by every
+    session: started once per scenario and number of runs; the page polls it."""
     import json
 
-    from core.replicate import replicate
+    from core import settings
+    from core.replication_job import ReplicationJob
     scenario = Scenario.from_dict(json.loads(scenario_json))
-    return replication_pool().submit(replicate, scenario, runs, 2)
+    return ReplicationJob(scenario, runs, settings.data_dir() / "replications")
 
 
 @counted_cache_data(ttl=30, max_entries=16)

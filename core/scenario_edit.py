@@ -54,7 +54,7 @@ WORDS = {
     "dnbi_tempo": "Tempo (disease and non-battle)", "evacuation_posture": "Evacuation posture",
     "mascal_threshold": "MASCAL threshold", "allow_partners": "allow partner nations", "care_quality": "Care quality",
     "triage_override": "Triage override", "special_events": "Special event", "environment": "Environment row",
-    "fronts": "Front", "nationality_mix": "nations", "casualty_share": "casualty share", "force_size": "force size",
+    "fronts": "fronts", "nationality_mix": "nations", "casualty_share": "casualty share", "force_size": "force size",
     "utc_offset_h": "UTC offset", "warfare_type": "warfare type", "size_share": "size share",
     "first_day": "first day", "last_day": "last day", "medical_plan": "Medical plan",
     "r1_teams": "Role 1 treatment teams", "r2_basic": "Role 2 Basic", "r2_enhanced": "Role 2 Enhanced",
@@ -147,8 +147,9 @@ def plain_problem(problem: str, front_names: list[str] = ()) -> str:
     else:
         for token in path.split("."):
             m = re.fullmatch(r"([a-z_]+)\[(\d+)\]", token)
-            if m and m.group(1) == "fronts" and int(m.group(2)) < len(front_names):
-                parts.append(f"Front {front_names[int(m.group(2))]}")
+            if m and m.group(1) == "fronts":
+                i = int(m.group(2))
+                parts.append(f"Front {front_names[i] if i < len(front_names) else i + 1}")
             else:
                 parts.append(f"{_words(m.group(1))} {int(m.group(2)) + 1}" if m else _words(token))
     head = ", ".join(parts)
@@ -235,7 +236,9 @@ def normalise_shares(shares: dict[str, Any], what: str,
     if total <= 0:
         return None, None, (f"{what}: every share is 0 %, so they cannot be scaled to 100 % "
                             "(give at least one a positive share)")
-    fractions = {k: v / total for k, v in values.items()}
+    # shares that add up to 100 % are taken as they are (dividing by a total of 99.999... would change the
+    # scenario's canonical form, and so its sha256, on a mere round trip through the form)
+    fractions = {k: v / (100 if abs(total - 100) <= 1e-6 else total) for k, v in values.items()}
     note = None
     if abs(total - 100) > 0.01:
         scaled = ", ".join(f"{names.get(k, k)} {v * 100:.1f} %" for k, v in fractions.items() if v > 0)

@@ -94,7 +94,8 @@ def import_text(text: str, source: str) -> None:
     try:
         scenario = parse_json(text)
     except ScenarioError as exc:
-        ss["sc_import_error"] = f"{source} is not a valid scenario: {exc}"
+        ss["sc_import_error"] = (f"{source} is not a valid scenario: "
+                                 + "; ".join(edit_.plain_problem(p) for p in exc.problems))
         return
     ss["sc_import_error"] = None
     load_form(scenario, message=f"Imported {scenario.name!r} from {source}.")
@@ -323,7 +324,8 @@ def compare_with_baseline(figures: dict) -> None:
     st.markdown("**Against the baseline**")
     st.caption(f"Baseline: {labels.text(base['name'])}, pinned at {base['pinned']}.")
     rows = differences(figures, base["figures"])
-    table = labels.differences_frame(rows, "Baseline", "Now", joined="Baseline → now").to_pandas()
+    table = labels.differences_frame(rows, "Baseline", "Now", joined="Baseline → now").rename(
+        {"Difference": "Change"}).to_pandas()
     rank = lambda v: VERDICT_RANK.get(v, 0)  # noqa: E731
     worse = [rank(r["now"]) > rank(r["before"]) if r["unit"] == "text" else
              False if delta_color(r["figure"]) == "off" else
@@ -333,11 +335,11 @@ def compare_with_baseline(figures: dict) -> None:
 
     def colour(column):
         return ["color: #e0796b" if c and w else "color: #7fb77e" if c else "" for c, w in zip(changed, worse)]
-    st.dataframe(table.style.apply(colour, subset=["Difference"]), hide_index=True, width="stretch",
+    st.dataframe(table.style.apply(colour, subset=["Change"]), hide_index=True, width="stretch",
                  key="sc_baseline_table", height=35 * (len(rows) + 1) + 3,
                  column_config={"Figure": st.column_config.TextColumn(width=185),
                                 "Baseline → now": st.column_config.TextColumn(width=120),
-                                "Difference": st.column_config.TextColumn("Change", width=90)})
+                                "Change": st.column_config.TextColumn(width=90)})
 
 
 def capacity_block(report: dict, note: str | None) -> None:
@@ -375,26 +377,27 @@ def replications_block(sc) -> None:
                                    help="Seeds seed, seed + 1, ...: the same request gives the same answer"))
         job = (sc.canonical_json(), runs)
         if c2.button(f"Run {runs:,} replications", key="sc_rep_go", width="stretch"):
-            ss["sc_rep"], ss["sc_rep_started"] = job, time.time()
+            ss["sc_rep"] = job
         if ss.get("sc_rep") is None:
             return
         if ss["sc_rep"] != job:
             st.caption("The replications shown last were of another version of this scenario: run them again.")
             return
-        future = resources.replications(*job)
-        if not future.done():
+        running = resources.replications(*job)
+        if not running.done():
             @st.fragment(run_every=1.0)
             def progress() -> None:
                 if resources.replications(*job).done():
                     st.rerun()
                 st.info(f"Running {runs:,} replications of {sc.patients:,} patients each in the background… "
-                        f"{time.time() - ss.get('sc_rep_started', time.time()):,.0f} s", icon=":material/hourglass:")
+                        f"{time.time() - running.started:,.0f} s", icon=":material/hourglass:")
             progress()
             return
-        if future.exception() is not None:
-            st.error(f"The replications failed: {future.exception()}")
+        try:
+            rep = running.result()
+        except RuntimeError as exc:
+            st.error(f"The replications failed: {labels.text(exc)}")
             return
-        rep = future.result()
         figs = rep["figures"]
         head = [n for n in ("Deaths attributable to capacity", "KIA with the plan", "DOW with the plan",
                             "T1 wait for surgery, median", "T1 wait for surgery, 90th percentile",
