@@ -2,6 +2,8 @@
 where patients were diverted (plain dicts for plotly, like charts.figures)."""
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from charts.figures import COUNT, PALETTE, QUEUE_KIND_COLORS, ROLE_COLORS, layout, numbers, times
@@ -18,11 +20,26 @@ def _role_color(role: str) -> str:
     return ROLE_COLORS.get(role, "#8d99ae")
 
 
+def facility_kind(name: str) -> str:
+    """A facility's kind, without its front and number: "R2 Basic 2 (North)" -> "R2 Basic"."""
+    base = re.sub(r"\s*\(.*\)$", "", name)
+    return base if re.fullmatch(r"Role \d", base) else re.sub(r"\s+\d+$", "", base)
+
+
 def peaks_spec(report: dict, title: str = "Peak occupancy against capacity", narrow: bool = False) -> dict:
     """Horizontal bars: each facility resource's peak as a share of what it has (100 % = full), coloured by
     role; the bar's text says "peak of capacity". Queues and vehicle pools without a capacity are left out.
     ``narrow``: each label on two lines (facility, resource), for a narrow column."""
     rows = [r for r in report.get("resources") or [] if r.get("capacity")]
+    if narrow:  # one bar per kind of facility and resource: its busiest facility (of any front)
+        busiest: dict = {}
+        for r in rows:
+            kind = facility_kind(r["facility"])
+            key = (kind, r["resource"])
+            if key not in busiest or r["peak"] / r["capacity"] > busiest[key]["peak"] / busiest[key]["capacity"]:
+                busiest[key] = {**r, "facility": kind}
+        rows = list(busiest.values())
+        title = f"{title} (the busiest facility of each kind)"
     rows.sort(key=lambda r: (ROLE_ORDER.get(r["role"], 9), r["facility"], r["resource"]))
     names = [f"{plotly_text(r['facility'])}{'<br>' if narrow else ' · '}{r['resource']}" for r in rows]
     data = []
@@ -117,10 +134,10 @@ def resource_spec(load: pl.DataFrame, facility: str) -> dict:
         axes[f"yaxis{ax}"] = {"domain": [max(0.0, top - h), top], "anchor": f"x{ax}", **COUNT}
         notes.append({"text": title, "x": 0, "xref": "paper", "y": top, "yref": "paper", "xanchor": "left",
                       "yanchor": "bottom", "showarrow": False, "font": {"size": 13}})
-    return {"data": data, "layout": layout(plotly_text(facility), 110 + 140 * n, annotations=notes,
-                                           hovermode="x unified",
-                                           legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1,
-                                                   "xanchor": "right"}, **axes)}
+    return {"data": data, "layout": layout(plotly_text(facility), 130 + 140 * n, annotations=notes,
+                                           hovermode="x unified", margin={"l": 10, "r": 10, "t": 70, "b": 10},
+                                           legend={"orientation": "h", "yref": "container", "y": 1, "yanchor": "top",
+                                                   "x": 1, "xanchor": "right"}, **axes)}
 
 
 def queues_spec(queues: pl.DataFrame, title: str = "Patients waiting for each kind of resource") -> dict:

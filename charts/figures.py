@@ -170,28 +170,28 @@ def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int 
                 "label": f"▶ {label_}", "method": "animate"}
 
     # rows in pixels, top to bottom: bars (with their labels), the controls, the whole run, the queues
-    segments = [("bars", 260), ("", 150), ("run", 190)] + ([("", 70), ("queues", 170)] if kinds else [])
+    segments = [("", 24), ("bars", 250), ("", 150), ("run", 190)] + ([("", 70), ("queues", 170)] if kinds else [])
     y, plot_px = _stack(segments)
     margin = {"l": 10, "r": 10, "t": 60, "b": 40}
     px = 1 / plot_px  # one pixel in paper units
     controls_y = y["bars"][0] - 58 * px
-    widths = ([0, 0.31], [0.37, 0.55], [0.61, 1]) if kinds else ([0, 0.56], [0.64, 1], None)
+    widths = ([0, 0.275], [0.345, 0.555], [0.615, 1]) if kinds else ([0, 0.56], [0.65, 1], None)
     title = {"x": 0, "xref": "paper", "yref": "paper", "yanchor": "bottom", "xanchor": "left", "showarrow": False,
              "font": {"size": 14}}
     lay = layout(_frame_title(rows[first], start, every), plot_px + margin["t"] + margin["b"], showlegend=False,
                  hovermode="closest", margin=margin)
     lay.update({
-        "xaxis": {"domain": widths[0], "anchor": "y", "tickangle": 0, "fixedrange": True},
-        "yaxis": {"domain": y["bars"], "range": [0, top_now * 1.2], "title": {"text": "patients now"},
-                  "fixedrange": True, **COUNT},
-        "xaxis2": {"domain": widths[1], "anchor": "y2", "tickangle": 0, "fixedrange": True},
-        "yaxis2": {"domain": y["bars"], "range": [0, top_total * 1.2], "anchor": "x2", "title": {"text": "so far"},
-                   "fixedrange": True, **COUNT},
+        "xaxis": {"domain": widths[0], "anchor": "y", "tickangle": 0, "fixedrange": True, "tickfont": {"size": 11}},
+        "yaxis": {"domain": y["bars"], "range": [0, top_now * 1.2], "fixedrange": True, **COUNT},
+        "xaxis2": {"domain": widths[1], "anchor": "y2", "tickangle": 0, "fixedrange": True, "tickfont": {"size": 11}},
+        "yaxis2": {"domain": y["bars"], "range": [0, top_total * 1.2], "anchor": "x2", "fixedrange": True, **COUNT},
         "xaxis4": {"domain": [0, 1], "anchor": "y4", "type": "date"},
         "yaxis4": {"domain": y["run"], "anchor": "x4", "title": {"text": "in care"}, **COUNT},
         "annotations": [{**title, "text": "Patients in the chain of care over the whole run (colours as in the "
                                           "bars above; the dotted line is the step shown)",
-                         "y": y["run"][1] + 6 * px}],
+                         "y": y["run"][1] + 6 * px},
+                        {**title, "text": "Where patients are now", "x": widths[0][0], "y": y["bars"][1]},
+                        {**title, "text": "So far", "x": widths[1][0], "y": y["bars"][1]}],
         "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": controls_y, "xanchor": "left",
                          "yanchor": "top", "showactive": False, "pad": {"t": 0, "r": 10}, "bgcolor": "#1b232c",
                          "bordercolor": "#6f8fb3", "font": {"color": "#e3e7ec"},
@@ -212,9 +212,11 @@ def replay_figure(frames: pl.DataFrame, start: datetime, every: str, first: int 
     })
     if kinds:
         lay["xaxis3"] = {"domain": widths[2], "anchor": "y3", "tickangle": 0, "fixedrange": True,
-                         "tickfont": {"size": 11}}
+                         "tickfont": {"size": 10 if len(kinds) > 5 else 11}}
         lay["yaxis3"] = {"domain": y["bars"], "range": [0, top_queue * 1.2], "anchor": "x3", "fixedrange": True,
-                         "title": {"text": "waiting now"}, **COUNT}
+                         **COUNT}
+        lay["annotations"].append({**title, "text": "Waiting now (medical plan)", "x": widths[2][0],
+                                   "y": y["bars"][1]})
         lay["xaxis5"] = {"domain": [0, 1], "anchor": "y5", "type": "date", "matches": "x4"}
         lay["yaxis5"] = {"domain": y["queues"], "anchor": "x5", "title": {"text": "waiting"}, **COUNT}
         lay["annotations"].append({**title, "y": y["queues"][1] + 6 * px,

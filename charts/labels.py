@@ -149,10 +149,18 @@ def detail(value) -> str:
 
 
 def change(row: dict) -> str:
-    """A ``core.explore.differences`` row's change in words."""
-    if row["unit"] == "text":
-        return "no change" if row["before"] == row["now"] else "changed"
-    return difference(row["difference"], row["unit"])
+    """A ``core.explore.differences`` row's change in words, as the two values are shown (rounded): "5 min"
+    beside "4 min" is a change of a minute, whatever the decimals behind them."""
+    unit, before, now = row["unit"], row["before"], row["now"]
+    if unit == "text":
+        return "no change" if before == now else "changed"
+    if row["difference"] is None:
+        return "–"
+    if unit == "min" and max(abs(before), abs(now)) < 120:
+        return difference(round(now) - round(before), unit)
+    if unit == "share":
+        return difference((round(now * 1000) - round(before * 1000)) / 1000, unit)
+    return difference(row["difference"], unit)
 
 
 def differences_frame(rows: list[dict], before: str, now: str, joined: str | None = None):

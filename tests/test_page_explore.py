@@ -163,7 +163,7 @@ def test_capacity_view_of_a_run_with_a_plan(data_dir):
     assert report["summary"] in shown(verdict_box)
     m = metrics(at)
     attributable = report["deaths"]["attributable_to_capacity"]["total"]
-    assert m["Deaths attributable to capacity"] == ("no change" if attributable == 0 else f"{attributable:+,}"
+    assert m["Attributable deaths"] == ("no change" if attributable == 0 else f"{attributable:+,}"
                                                     .replace("-", "−"))
     assert m["Diverted"] == f"{report['waiting']['patients_diverted']:,}"
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

@@ -136,9 +136,10 @@ elif view == "Capacity":
         box(rep.get("summary") or "No capacity report (capacity.json) in this run.")
         d, s, w = rep.get("deaths", {}), rep.get("t1_surgery", {}), rep.get("waiting", {})
         cols = st.columns(5)
-        cols[0].metric("Deaths attributable to capacity",
+        cols[0].metric("Attributable deaths",
                        labels.difference((d.get("attributable_to_capacity") or {}).get("total"), "count"),
-                       help="Deaths with this plan minus deaths of the same casualties with unlimited care")
+                       help="Deaths attributable to capacity: deaths with this plan minus deaths of the same "
+                            "casualties with unlimited care")
         cols[1].metric("T1 wait for surgery", labels.minutes(s.get("wait_median_min")),
                        help=f"Median; 90th percentile {labels.minutes(s.get('wait_p90_min'))}")
         cols[2].metric("T1 operated within 2 h", labels.share(s.get("within_2h_of_injury")),
@@ -229,6 +230,7 @@ elif view == "Patients":
          for c in ("category", "mechanism", "body_region", "outcome", "last_facility")],
         injury_time=pl.col("injury_time").dt.strftime("%Y-%m-%d %H:%M"))
     st.dataframe(shown, hide_index=True, width="stretch", height=300, key="ex_table", on_select=pick_row,
+                 placeholder="–",
                  selection_mode="single-row",
                  column_config={c: labels.header(c) for c in table.columns} | {
                      "patient_id": st.column_config.NumberColumn("Patient", format="%d"),
@@ -287,7 +289,7 @@ elif view == "Patients":
                                              labels.PLACE, default=pl.col("facility").cast(pl.String)))
             vitals = vitals.rename({"time": "Time (UTC)", "facility": "Where",
                                     **{k: v for k, v in labels.VITALS.items() if k in vitals.columns}})
-        t3.dataframe(vitals, hide_index=True, width="stretch")
+        t3.dataframe(vitals, hide_index=True, width="stretch", placeholder="–")
 
 else:  # Compare
     others = {r["out_dir"]: r for r in resources.explore_runs(

@@ -63,12 +63,17 @@ for key in edit_.SIMPLE_FIELDS:  # widgets not drawn on another page lost their 
         ss[f"sc_{key}"] = ss["sc_form"][key]
 
 
+# what an empty cell means, shown in it (rather than "None")
+EMPTY_CELL = {"fronts": "", "nations": "", "special_events": "auto", "environment": "all", "triage_override": "0"}
+
+
 def table(name: str, **config):
     """A data editor over one form table; its edits survive a visit to another page."""
     key = f"sc_{name}_{ss['sc_gen']}"
     rows = ss["sc_tables"][name]
     df = pl.DataFrame(rows, schema=TABLE_SCHEMAS[name], strict=False)
-    out = st.data_editor(df, key=key, num_rows="dynamic", hide_index=True, width="stretch", **config)
+    out = st.data_editor(df, key=key, num_rows="dynamic", hide_index=True, width="stretch",
+                         placeholder=EMPTY_CELL[name], **config)
     ss["sc_tables_out"][name] = out.to_dicts()
     return ss["sc_tables_out"][name]
 
@@ -534,7 +539,7 @@ with edit_col:
         st.markdown("**Casualty mix** (%)")
         cols = st.columns(4)
         for col, c in zip(cols, CATEGORIES):
-            col.slider(labels.CATEGORY[c], 0.0, 100.0, step=0.5, key=f"sc_cat_{c}")
+            col.slider(labels.CATEGORY[c], 0.0, 100.0, step=0.5, key=f"sc_cat_{c}", format="%.1f")
         boxes["category"] = st.container()
         st.markdown("**Warfare types** (relative weights; 0 = not used)")
         cols = st.columns(4)
@@ -542,8 +547,8 @@ with edit_col:
             cols[i % 4].slider(labels.plain(w).capitalize() if w != "cbrn" else "CBRN", 0.0, 3.0, step=0.05,
                                key=f"sc_wt_{w}")
         boxes["warfare"] = st.container()
-        c1, c2, c3 = st.columns(3)
-        c1.select_slider("Intensity", INTENSITIES, key="sc_intensity")
+        st.select_slider("Intensity", INTENSITIES, key="sc_intensity")
+        c2, c3 = st.columns(2)
         c2.selectbox("Tempo (battle injuries)", [*TEMPOS, edit_.CUSTOM_TEMPO], key="sc_tempo")
         dnbi_options = [edit_.SAME_TEMPO, *TEMPOS] + ([edit_.CUSTOM_TEMPO] if ss["sc_form"].get("dnbi_anchors") else [])
         c3.selectbox("Tempo (disease and non-battle)", dnbi_options, key="sc_dnbi_tempo")
@@ -582,7 +587,8 @@ with edit_col:
                         help="An incident with at least this many casualties overwhelms local care")
         c1.slider("Care quality", 0.1, 5.0, step=0.05, key="sc_care_quality",
                   help="1 is the published baseline; higher means better care and fewer deaths of wounds")
-        c2.toggle("Allow partner nations (AUS, NZL)", key="sc_allow_partners")
+        c2.toggle("Allow partner nations", key="sc_allow_partners",
+                  help="Australia (AUS) and New Zealand (NZL) beside the NATO nations")
         st.markdown("**Triage override** (%): per category or mechanism, replaces the usual triage mix")
         table("triage_override", column_config={
             "applies_to": st.column_config.SelectboxColumn("Category or mechanism", options=list(edit_.OVERRIDE_KEYS),
@@ -653,8 +659,9 @@ with preview_col:
                f"{'s' if len(sc.fronts) != 1 else ''}{plan_note} · sha256 {sc.sha256()[:12]}…{badge}"
                + ("" if current else " · **last valid scenario, not current**"))
     if sc.medical_plan is None:
-        sample = st.slider("Preview patients", 1000, 10_000, 3000, step=500, key="sc_preview_n",
-                           help="A small sample of this scenario, regenerated at every change")
+        sample = st.select_slider("Preview patients", list(range(1000, 10_001, 500)), value=3000,
+                                  key="sc_preview_n", format_func=lambda n: f"{n:,}",
+                                  help="A small sample of this scenario, regenerated at every change")
     else:
         sample = 0  # the plan runs on the scenario at its own rate: the load per day is what the plan meets
     started = time.perf_counter()
