@@ -84,7 +84,10 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$=])")
 def text(value) -> str:
     """User text (a scenario name) made safe inside Markdown: every character Markdown or Streamlit's
     directives (``:red[..]``, ``:material/..:``) would act on is escaped, so it shows as typed."""
-    return _MARKDOWN.sub(r"\\\1", str(value)).replace("\n", " ")
+    escaped = _MARKDOWN.sub(r"\\\1", str(value)).replace("\n", " ")
+    # a web address in text becomes a link whatever the escapes (autolinks): a zero-width space stops that
+    return re.sub(r"(?i)(https?|ftp)(\\:)//|\b(www)\\.", lambda m: f"{m.group(1)}{m.group(2)}\u200b//"
+                  if m.group(1) else f"{m.group(3)}\u200b\\.", escaped)
 
 
 def plotly_text(value) -> str:

@@ -410,18 +410,20 @@ def replications_block(sc) -> None:
                             "Casualties who waited 1 h or more", "Diversions", "Still waiting at the end")
                 if n in figs]
         rest = [n for n in figs if n not in head]
-        st.caption(f"{rep['runs']:,} replications, seeds {rep['seeds'][0]:,} to {rep['seeds'][1]:,}.")
+        st.caption(f"{rep['runs']:,} replications, seeds {rep['seeds'][0]:,} to {rep['seeds'][1]:,}: each figure's "
+                   "mean over the runs and the 95 % confidence interval of that mean.")
         for names, key in ((head or rest, "sc_rep_head"), (rest if head else [], "sc_rep_rest")):
             if not names:
                 continue
             table = pl.DataFrame({
                 "Figure": names,
-                "Mean": [labels.value(figs[n]["mean"], figs[n]["unit"]) for n in names],
-                "95 % interval of the mean": [interval(figs[n], "ci95") for n in names],
-                "Middle 95 % of runs": [interval(figs[n], "range95") for n in names]})
+                "Mean (95 % interval)": [f"{labels.value(figs[n]['mean'], figs[n]['unit'])} "
+                                         f"({interval(figs[n], 'ci95')})" for n in names]})
             if key == "sc_rep_rest":
                 st.markdown("**Every other figure** (calibration targets and each resource)")
-            st.dataframe(table, hide_index=True, width="stretch", key=key)
+            st.dataframe(table, hide_index=True, width="stretch", key=key,
+                         column_config={"Figure": st.column_config.TextColumn(width=230),
+                                        "Mean (95 % interval)": st.column_config.TextColumn(width=170)})
 
 
 def interval(fig: dict, which: str) -> str:
