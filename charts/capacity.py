@@ -112,10 +112,11 @@ def resource_spec(load: pl.DataFrame, facility: str) -> dict:
         if row == "waiting":
             for res in waited:
                 r = part.filter(pl.col("resource") == res)
-                data.append({"type": "scatter", "mode": "lines", "name": f"waiting for {res}",
+                name = res if res.startswith("waiting for") else f"waiting for {res}"
+                data.append({"type": "scatter", "mode": "lines", "name": name,
                              "x": times(r["time"]), "y": numbers(r["queue_peak"]),
                              "line": {"width": 1.2, "color": QUEUE_KIND_COLORS.get(WAITING_FOR.get(res), QUEUE_COLOR)},
-                             "hovertemplate": f"waiting for {res}: %{{y:,}}<extra></extra>", **on})
+                             "hovertemplate": f"{name}: %{{y:,}}<extra></extra>", **on})
             title = "Patients waiting (most in each hour)"
         else:
             r = part.filter(pl.col("resource") == row)

@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-from test_e2e import dashboard, no_exception, open_page, page, settle  # noqa: F401  (fixtures by name)
+import test_e2e
+from test_e2e import no_exception, open_page, settle
+
+dashboard, page = test_e2e.dashboard, test_e2e.page  # its fixtures, by name: a server and a browser of our own
 
 pytestmark = pytest.mark.e2e
 
