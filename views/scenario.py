@@ -370,7 +370,7 @@ def capacity_block(report: dict, note: str | None) -> None:
     st.caption("The plan at work on " + (note or "the whole scenario") + ".")
 
 
-def replications_block(sc) -> None:
+def replications_block(sc, current: bool = True) -> None:
     """Replications over seeds in the background: the page polls, never waits."""
     with st.expander("Replications: each figure's mean and 95 % interval over seeds"):
         if sc.patients > MAX_REPLICATED_PATIENTS:
@@ -381,7 +381,8 @@ def replications_block(sc) -> None:
         runs = int(c1.number_input("Replications", min_value=2, max_value=200, value=20, step=5, key="sc_rep_runs",
                                    help="Seeds seed, seed + 1, ...: the same request gives the same answer"))
         job = (sc.canonical_json(), runs)
-        if c2.button(f"Run {runs:,} replications", key="sc_rep_go", width="stretch"):
+        if c2.button(f"Run {runs:,} replications", key="sc_rep_go", width="stretch", disabled=not current,
+                     help=None if current else "Fix the scenario first: the preview is not current"):
             ss["sc_rep"] = job
         if ss.get("sc_rep") is None:
             return
@@ -697,7 +698,7 @@ with preview_col:
         st.markdown("**Medical plan at work**")
         capacity_block(pv["report"], pv["note"])
         st.plotly_chart(figs["peaks"], width="stretch", key="sc_chart_peaks")
-    replications_block(sc)
+    replications_block(sc, current)
     st.plotly_chart(figs["day"], width="stretch", key="sc_chart_day")
     st.plotly_chart(figs["hour"], width="stretch", key="sc_chart_hour")
     st.plotly_chart(figs["triage"], width="stretch", key="sc_chart_triage")
