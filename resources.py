@@ -82,14 +82,6 @@ def preset_choices() -> dict[str, str]:
     return choices
 
 
-@counted_cache_data(max_entries=64)
-def preview(scenario_json: str, patients: int) -> pl.DataFrame:
-    """Patients table of a small sample of the scenario (keyed by its canonical JSON)."""
-    import json
-    scenario = Scenario.from_dict(json.loads(scenario_json)).with_overrides(patients=patients)
-    return generator.generate(scenario).patients
-
-
 def scenario_for(preset_id: str) -> Scenario:
     return load_scenario(preset_id)
 
@@ -269,9 +261,49 @@ def default_scenario() -> Scenario:
 
 @counted_cache_data(max_entries=64)
 def preview_summary(scenario_json: str, patients: int) -> dict:
-    """The Scenario page's charts data for a small sample of the scenario (core.explore.preview_summary)."""
+    """What the Scenario page shows of a scenario (keyed by its canonical JSON): without a medical plan, a sample
+    of ``patients``; with one, the plan at work on the scenario at its own rate (core.capacity.preview: the whole
+    scenario, or its first days). Keys: summary (core.explore.preview_summary), figures (core.explore.comparison),
+    report (the capacity report, or None), note (what part of the scenario ran, or None), patients."""
+    import json
+    from datetime import timedelta
+
     from core import explore
-    return explore.preview_summary(preview(scenario_json, patients))
+    scenario = Scenario.from_dict(json.loads(scenario_json))
+    report = note = None
+    if scenario.medical_plan is None:
+        batch = generator.generate(scenario.with_overrides(patients=patients))
+        people, events = batch.patients, batch.events
+    else:
+        from core.capacity.preview import preview
+        pv = preview(scenario)
+        people, events, report, note = pv.patients, pv.events, pv.report, pv.note
+    start = scenario.start
+    end = (events["time"].max() if events.height else start) + timedelta(hours=1)
+    summary = explore.preview_summary(people)
+    occupancy = explore.occupancy(events.lazy(), start, end, "1h")
+    timings = explore.ten_one_two(people.lazy(), events.lazy())["summary"]
+    return {"summary": summary, "figures": explore.comparison(summary["figures"], timings, occupancy, report),
+            "report": report, "note": note, "patients": people.height}
+
+
+def warm_capacity() -> None:
+    """Load (or compile, the first time on a machine) the medical plan's simulation, so the first preview of a
+    scenario with a plan is quick (run once, in a background thread)."""
+    from core.capacity.preview import warm
+    warm()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, on_release=lambda job: job.cancel())
+def replications(scenario_json: str, runs: int):
+    """A core.replication_job.ReplicationJob (``python -m core replicate`` in its own process) shared by every
+    session: started once per scenario and number of runs; the page polls it."""
+    import json
+
+    from core import settings
+    from core.replication_job import ReplicationJob
+    scenario = Scenario.from_dict(json.loads(scenario_json))
+    return ReplicationJob(scenario, runs, settings.data_dir() / "replications")
 
 
 @counted_cache_data(ttl=30, max_entries=16)
@@ -396,21 +428,106 @@ def _figures(specs: dict[str, dict]) -> dict:
 # change them. st.plotly_chart only serialises them, which keeps a script run far below the 50 ms budget.
 @counted_cache_resource(max_entries=16)
 def replay_figure(path: str, stamp: str, every: str, filters: tuple[tuple[str, tuple[str, ...]], ...],
-                  first: int) -> dict:
-    """The animated replay figure ("animation") and the whole-run timeline marked at frame ``first``."""
+                  first: int = 0) -> dict:
+    """The animated replay figure ("animation"): bars, the whole run with a marker that follows the animation
+    and, for a run with a medical plan, the queues."""
     from charts import figures
     data = replay_frames(path, stamp, every, filters)
-    frames = data["frames"]
-    marker = frames["time"][min(first, frames.height - 1)] if frames.height else None
-    return _figures({"animation": figures.replay_figure(frames, data["start"], every, first),
-                     "timeline": figures.timeline_spec(frames, marker)})
+    queues = replay_queues(path, stamp, every, tuple(v for k, v in filters if k == "front"))
+    return _figures({"animation": figures.replay_figure(data["frames"], data["start"], every, first, queues)})
+
+
+@counted_cache_data(max_entries=32)
+def replay_queues(path: str, stamp: str, every: str, fronts: tuple[tuple[str, ...], ...] = ()):
+    """Patients waiting for each kind of resource per replay step (core.explore.queues), or None for a run without
+    a medical plan; ``fronts``: only the queues of these fronts (and of the theatre's Role 3 and flights)."""
+    from core import explore
+    run = explore.open_run(path)
+    if not explore.has_plan(run):
+        return None
+    table = explore_load(path, stamp)
+    chosen = [f for group in fronts for f in group]
+    if chosen:
+        table = table.filter(pl.col("front").is_in([*chosen, "theatre"]) | (pl.col("role") == "R3"))
+    start, end = run.window
+    return explore.queues(table, every, start, end)
 
 
 @counted_cache_resource(max_entries=64)
 def preview_figures(scenario_json: str, patients: int) -> dict:
-    """The Scenario page's preview charts for a small sample of the scenario."""
-    from charts import figures
-    return _figures(figures.preview_specs(preview_summary(scenario_json, patients)))
+    """The Scenario page's preview charts (with a medical plan, also its peak occupancy against capacity)."""
+    from charts import capacity, figures
+    pv = preview_summary(scenario_json, patients)
+    specs = figures.preview_specs(pv["summary"])
+    if pv["report"]:
+        specs["peaks"] = capacity.peaks_spec(pv["report"], narrow=True)
+    return _figures(specs)
+
+
+# --- Explore: the Capacity view and Compare ------------------------------------------------------------------
+@counted_cache_resource(max_entries=16)
+def explore_load(path: str, stamp: str) -> pl.DataFrame:
+    """A run's load table, read once and shared (read-only) by every session: it can hold 100,000s of rows."""
+    from core import explore
+    return explore.load(explore.open_run(path))
+
+
+@counted_cache_data(max_entries=32)
+def explore_capacity(path: str, stamp: str) -> dict | None:
+    """The Capacity view's data of one run, or None when the run had no medical plan (unlimited care)."""
+    from core import explore
+    run = explore.open_run(path)
+    if not explore.has_plan(run):
+        return None
+    table = explore_load(path, stamp)
+    days = int(run.scenario.get("days", 1))
+    every = "1d" if days > 3 else "6h"
+    facilities = (table.filter(pl.col("capacity").is_not_null())
+                  .select("facility", "role").unique(maintain_order=True)["facility"].to_list())
+    return {"report": explore.capacity_report(run), "every": every, "facilities": facilities,
+            "fullness": explore.fullness(table, every), "queues": explore.queues(table, "1h"),
+            "waits": explore.waits(run.patients()), "diversions": explore.diversions(run.patients(), run.events(), every)}
+
+
+@counted_cache_resource(max_entries=32)
+def explore_capacity_figures(path: str, stamp: str) -> dict:
+    """The Capacity view's charts of one run (a run with a medical plan)."""
+    from charts import capacity
+    data = explore_capacity(path, stamp)
+    unit = "day" if data["every"] == "1d" else "6 hours"
+    return _figures({"peaks": capacity.peaks_spec(data["report"] or {}),
+                     "fullness": capacity.fullness_spec(data["fullness"], unit),
+                     "queues": capacity.queues_spec(data["queues"]), "waits": capacity.waits_spec(data["waits"]),
+                     "diversions": capacity.diversions_spec(data["diversions"], unit)})
+
+
+@counted_cache_resource(max_entries=64)
+def explore_facility_figure(path: str, stamp: str, facility: str):
+    """One facility's resources over time against capacity, with its queues."""
+    from charts import capacity
+    return _figures({"facility": capacity.resource_spec(explore_load(path, stamp), facility)})["facility"]
+
+
+@counted_cache_data(max_entries=64)
+def explore_comparison(path: str, stamp: str) -> dict:
+    """The figures Compare puts side by side for one run (core.explore.comparison)."""
+    from core import explore
+    ov, flow = explore_overview(path, stamp), explore_flow(path, stamp)
+    run = explore.open_run(path)
+    report = explore.capacity_report(run) if explore.has_plan(run) else None
+    return explore.comparison(ov["figures"], flow["timings"]["summary"], flow["occupancy"], report)
+
+
+@counted_cache_resource(max_entries=16)
+def explore_compare_figures(path_a: str, stamp_a: str, label_a: str, path_b: str, stamp_b: str,
+                            label_b: str) -> dict:
+    """Two runs' main charts overlaid: casualties per day, outcomes, patients present at each role, 10-1-2."""
+    from charts import compare
+    sides = []
+    for path, stamp, label in ((path_a, stamp_a, label_a), (path_b, stamp_b, label_b)):
+        ov, flow = explore_overview(path, stamp), explore_flow(path, stamp)
+        sides.append({"label": label, "overview": ov, "flow": flow})
+    return _figures(compare.compare_specs(*sides))
 
 
 @counted_cache_resource(max_entries=32)
@@ -438,6 +555,7 @@ def warm_caches() -> bool:
     default_scenario()
     database()
     metrics_sampler()
+    threading.Thread(target=warm_capacity, name="warm-capacity", daemon=True).start()
     for run in run_rows()[:20]:
         if run.get("status") in ("completed", "cancelled", "failed") and run.get("on_disk"):
             run_summary(run["run_id"], run.get("out_dir"))

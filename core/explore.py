@@ -43,7 +43,7 @@ TRANSIT = "in transit"
 PLACES = FACILITIES[:1] + (TRANSIT,) + FACILITIES[1:]  # where a patient can be, in chain order
 SANKEY_NODES = FACILITIES + tuple(OUTCOME_LABELS.values())
 # the 10-1-2 lines (AJP-4.10): first aid within 10 min, a medical facility within 1 h, surgery within 2 h
-TEN_ONE_TWO = (("first treatment", 10), ("medical facility (R1+)", 60), ("surgery", 120))
+TEN_ONE_TWO = (("first treatment", 10), ("medical facility", 60), ("surgery", 120))
 PATIENT_FILTERS = ("front", "nationality", "category", "triage", "outcome", "last_facility")
 TABLE_COLUMNS = ("patient_id", "given_name", "family_name", "nationality", "rank", "front", "category",
                  "mechanism", "body_region", "severity", "triage", "injury_time", "outcome", "last_facility")
@@ -564,3 +564,170 @@ def patient_card(run: Run, patient_id: int) -> dict | None:
                                        aggregate_function="first").sort("time")
                           if not vitals.is_empty() else vitals)
     return out
+
+
+# --- a run's medical plan at work (capacity.json and the load table) ----------------------------------------
+LOAD_TYPES = {"time": UTC_TIME, "front": pl.String, "facility": pl.String, "role": pl.String,
+              "resource": pl.String, "capacity": pl.Int64, "occupancy_mean": pl.Float64,
+              "occupancy_peak": pl.Int64, "queue_peak": pl.Int64}
+# what a patient in each kind of queue waits for (the load table's resource names)
+WAITING_FOR = {"treatment teams": "Role 1 team", "resuscitation beds": "resuscitation bed",
+               "operating tables": "operating table", "ICU beds": "ICU bed", "holding beds": "holding bed",
+               "waiting for an ambulance": "ambulance", "waiting for a helicopter": "helicopter",
+               "strategic evacuation seats": "strategic flight"}
+# the load table's pools of vehicles hold their queues at the facilities (rows "waiting for ...")
+VEHICLE_POOLS = ("ground ambulances", "MEDEVAC helicopters")
+WAIT_BINS = ((0, "no wait"), (15, "under 15 min"), (30, "15–30 min"), (60, "30–60 min"), (120, "1–2 h"),
+             (240, "2–4 h"), (480, "4–8 h"), (1440, "8–24 h"), (None, "a day or more"))
+
+
+def capacity_report(run: Run) -> dict | None:
+    """The run's capacity report (capacity.json), or None when the run had no medical plan (unlimited care)."""
+    try:
+        data = json.loads((run.path / "capacity.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def has_plan(run: Run) -> bool:
+    return any(f.get("table") == "load" for f in run.manifest.get("files") or [])
+
+
+def load(run: Run) -> pl.DataFrame:
+    """The run's load table (one row per facility resource or vehicle pool and hour: capacity, occupancy mean
+    and peak, longest queue) with its types, whatever the format it was written in; raises RunNotExplorable
+    when the run has none."""
+    path = run.file("load")
+    if path.name.endswith(".gz"):
+        path = _unpacked(path, run.run_id)
+    name = path.name
+    try:
+        if name.endswith(".parquet"):
+            df = pl.read_parquet(path)
+        elif name.endswith(".csv"):
+            df = pl.read_csv(path, infer_schema=False)
+        elif name.endswith(".ndjson"):
+            df = pl.read_ndjson(path, infer_schema_length=None)
+        elif name.endswith(".json"):
+            df = pl.read_json(path, infer_schema_length=None)
+        else:
+            raise RunNotExplorable(f"run {run.run_id}: cannot read {name} (parquet, csv, ndjson or json)")
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise RunNotExplorable(f"run {run.run_id}: cannot read {name}: {exc}") from None
+    casts = []
+    for column, dtype in LOAD_TYPES.items():
+        if column not in df.columns or df[column].dtype == dtype:
+            continue
+        col = pl.col(column)
+        if dtype == UTC_TIME:
+            casts.append((col.str.to_datetime(time_unit="us", time_zone="UTC") if df[column].dtype == pl.String
+                          else col.cast(UTC_TIME)).alias(column))
+        else:
+            casts.append(col.cast(dtype, strict=False).alias(column))
+    return df.with_columns(casts) if casts else df
+
+
+def fullness(load_table: pl.DataFrame, every: str = "1d") -> pl.DataFrame:
+    """How full each facility resource was in each time bin: columns facility, resource, role, time, peak,
+    capacity (the bin's largest), full (peak / capacity). Queues and empty pools are left out."""
+    return (load_table.filter(pl.col("capacity").is_not_null() & ~pl.col("resource").is_in(VEHICLE_POOLS))
+            .group_by("facility", "resource", "role", time=pl.col("time").dt.truncate(every), maintain_order=True)
+            .agg(peak=pl.col("occupancy_peak").max(), capacity=pl.col("capacity").max())
+            .with_columns(full=pl.when(pl.col("capacity") > 0).then(pl.col("peak") / pl.col("capacity")))
+            .sort("facility", "resource", "time", maintain_order=True))
+
+
+def queues(load_table: pl.DataFrame, every: str = "1h", start: datetime | None = None,
+           end: datetime | None = None) -> pl.DataFrame:
+    """Patients waiting for each kind of resource (WAITING_FOR), summed over facilities, the most in each bin:
+    one row per bin (from ``start`` to ``end`` when given) and one column per kind that ever had a queue."""
+    kinds = (load_table.filter(pl.col("resource").is_in(list(WAITING_FOR)))
+             .group_by("time", kind=pl.col("resource").replace_strict(WAITING_FOR))
+             .agg(waiting=pl.col("queue_peak").sum())
+             .group_by(pl.col("time").dt.truncate(every), "kind").agg(pl.col("waiting").max()))
+    used = [k for k in dict.fromkeys(WAITING_FOR.values())
+            if kinds.filter((pl.col("kind") == k) & (pl.col("waiting") > 0)).height]
+    wide = (kinds.filter(pl.col("kind").is_in(used)).pivot(on="kind", index="time", values="waiting")
+            if used else kinds.select("time").unique())
+    if start is not None and end is not None:
+        wide = _bins(start, end, every).join(wide, on="time", how="left")
+    return wide.select("time", *[pl.col(k).fill_null(0).cast(pl.Int64) for k in used]).sort("time")
+
+
+def waits(patients: pl.LazyFrame) -> pl.DataFrame:
+    """The distribution of minutes each patient waited (patients.wait_min) by triage: columns wait (WAIT_BINS
+    label, in order), triage, patients."""
+    minutes = pl.col("wait_min").cast(pl.Float64, strict=False).fill_null(0)
+    # each bin holds the waits from the previous bound up to (not including) its own
+    bucket = pl.when(minutes <= 0).then(pl.lit(WAIT_BINS[0][1]))
+    for high, text in WAIT_BINS[1:]:
+        bucket = bucket.when(pl.lit(True) if high is None else minutes < high).then(pl.lit(text))
+    order = pl.DataFrame({"wait": [b[1] for b in WAIT_BINS], "_o": list(range(len(WAIT_BINS)))})
+    return (patients.group_by(wait=bucket, triage=pl.col("triage").cast(pl.String)).agg(patients=pl.len())
+            .collect().join(order, on="wait").sort("_o", "triage").drop("_o"))
+
+
+def diversions(patients: pl.LazyFrame, events: pl.LazyFrame, every: str = "1d") -> pl.DataFrame:
+    """Arrivals of patients diverted past a saturated facility, by the role of care they arrived at instead, their
+    front and time bin: columns time, front, facility (role), patients."""
+    diverted = events.filter((pl.col("event").cast(pl.String) == "arrival") & (pl.col("detail") == "diverted"))
+    return (diverted.join(patients.select("patient_id", "front"), on="patient_id", how="left")
+            .group_by(time=pl.col("time").dt.truncate(every), front=pl.col("front").cast(pl.String),
+                      facility=pl.col("facility").cast(pl.String))
+            .agg(patients=pl.len()).sort("time", "front", "facility").collect())
+
+
+# --- comparing two runs (or a preview against its pinned baseline) ------------------------------------------
+# the capacity report's figures worth a line in a comparison (core.capacity.report.figures names them), and the
+# shorter name a comparison gives each
+CAPACITY_FIGURES = {"Deaths attributable to capacity": "Deaths due to capacity",
+                    "T1 wait for surgery, median": "T1 wait for surgery, median",
+                    "T1 surgery later than with unlimited care, median": "T1 delay to surgery, median",
+                    "Casualties who waited 1 h or more": "Waited an hour or more", "Diversions": "Diversions",
+                    "Still waiting at the end": "Still waiting at the end"}
+VERDICT_RANK = {"holds": 0, "strained": 1, "overwhelmed": 2}
+TEN_ONE_TWO_NAMES = {"first treatment": ("T1 treated within 10 min", "T1 treated, median"),
+                     "medical facility": ("T1 at a facility within 1 h", "T1 at a facility, median"),
+                     "surgery": ("T1 operated within 2 h", "T1 operated, median")}
+
+
+def comparison(figures: dict, timings: pl.DataFrame, occupancy_: pl.DataFrame | None,
+               report: dict | None = None) -> dict[str, tuple[float | str | None, str]]:
+    """The figures two runs are compared on, name -> (value, unit) with unit count, share, min or text:
+    outcomes (``key_figures``), the peak of patients present at each role of care (``occupancy``), the 10-1-2
+    lines for T1 battle casualties (``ten_one_two``'s summary) and, with a medical plan, the capacity report's
+    headline figures."""
+    out: dict[str, tuple] = {"Patients": (figures["patients"], "count"),
+                             "Deaths (KIA + DOW)": (figures["deaths"], "count"),
+                             "Killed in action": (figures["kia"], "count"), "Died of wounds": (figures["dow"], "count"),
+                             "Returned to duty": (figures["rtd"], "count"),
+                             "Evacuated to Role 4": (figures["role4"], "count")}
+    if occupancy_ is not None and occupancy_.height:
+        peaks = dict(occupancy_.group_by("facility").agg(pl.col("patients").max()).iter_rows())
+        for role, name in (("R1", "Role 1"), ("R2", "Role 2"), ("R3", "Role 3")):
+            out[f"Peak patients at {name}"] = (peaks.get(role), "count")
+    for row in timings.iter_rows(named=True):
+        within, median = TEN_ONE_TWO_NAMES.get(row["measure"], (f"T1 {row['measure']} within {row['line_min']} min",
+                                                                 f"T1 {row['measure']}, median"))
+        out[within] = (row["within_share"], "share")
+        out[median] = (row["median_min"], "min")
+    if report:
+        from core.capacity.report import figures as capacity_figures
+        out["Plan verdict"] = (report.get("verdict"), "text")
+        flat = capacity_figures(report)
+        out.update({short: flat[name] for name, short in CAPACITY_FIGURES.items() if name in flat})
+    return out
+
+
+def differences(now: dict, before: dict) -> list[dict]:
+    """One row per figure of either side: figure, unit, before, now, difference (now - before; None when either
+    is missing or the figure is text)."""
+    rows = []
+    for name in dict.fromkeys([*before, *now]):
+        b, unit_b = before.get(name, (None, None))
+        n, unit_n = now.get(name, (None, None))
+        unit = unit_n or unit_b
+        diff = n - b if unit != "text" and isinstance(n, (int, float)) and isinstance(b, (int, float)) else None
+        rows.append({"figure": name, "unit": unit, "before": b, "now": n, "difference": diff})
+    return rows

@@ -133,7 +133,7 @@ def test_sankey_flow_is_conserved_at_every_facility(run):
 def test_ten_one_two_matches_the_calibration_report(run):
     """The 1-hour line for T1 battle casualties outside MASCAL is calibration target 12a."""
     timings = explore.ten_one_two(run.patients(), run.events())["summary"]
-    mtf = timings.filter(pl.col("measure") == "medical facility (R1+)").row(0, named=True)
+    mtf = timings.filter(pl.col("measure") == "medical facility").row(0, named=True)
     target = next(t for t in run.calibration()["targets"] if t["id"] == "12a")
     assert mtf["within_share"] == pytest.approx(target["value"], abs=1e-4)
     assert mtf["reached"] == target["n"]
@@ -206,3 +206,81 @@ def test_preview_summary_describes_an_in_memory_sample():
     assert summary["figures"]["patients"] == 1500
     assert summary["per_day"]["patients"].sum() == 1500
     assert summary["per_hour"]["hour"].max() <= 23
+
+
+# --- a run's medical plan at work ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planned_runs(tmp_path_factory):
+    """The Okinawa brigade (a medical plan) for a week, in Parquet and in CSV + gzip."""
+    root = tmp_path_factory.mktemp("planned")
+    scenario = load_scenario("brigade_okinawa").with_overrides(days=7, patients=400, seed=5)
+    generate_run(scenario, root / "parquet")
+    generate_run(scenario, root / "csvgz", fmt="csv", compress=True)
+    return root
+
+
+def test_capacity_readers_give_the_report_and_the_load_table_in_every_format(planned_runs, monkeypatch):
+    monkeypatch.setenv("MPG_DATA_DIR", str(planned_runs))
+    parquet, csvgz = (explore.open_run(planned_runs / f) for f in ("parquet", "csvgz"))
+    assert explore.has_plan(parquet) and explore.has_plan(csvgz)
+    report = explore.capacity_report(parquet)
+    assert report == json.loads((planned_runs / "parquet" / "capacity.json").read_text())
+    table = explore.load(parquet)
+    assert table.schema == explore.LOAD_TYPES  # time as UTC datetimes, counts as integers
+    assert explore.load(csvgz).equals(table)  # the same table read back from CSV + gzip
+    ot = next(r for r in report["resources"] if r["resource"] == "operating tables")
+    rows = table.filter((pl.col("facility") == ot["facility"]) & (pl.col("resource") == "operating tables"))
+    assert rows["occupancy_peak"].max() == ot["peak"] and rows["queue_peak"].max() == ot["longest_queue"]
+
+
+def test_capacity_aggregates_account_for_every_patient_and_every_diversion(planned_runs):
+    run = explore.open_run(planned_runs / "parquet")
+    report, table = explore.capacity_report(run), explore.load(run)
+    patients = run.patients().collect()
+    waits = explore.waits(run.patients())
+    assert waits["patients"].sum() == patients.height
+    assert waits.filter(pl.col("wait") == "no wait")["patients"].sum() == patients.filter(
+        pl.col("wait_min") == 0).height
+    assert waits["wait"].unique(maintain_order=True).to_list() == [
+        b[1] for b in explore.WAIT_BINS if b[1] in set(waits["wait"])]  # shortest wait first
+    diverted = explore.diversions(run.patients(), run.events())
+    assert diverted["patients"].sum() == report["waiting"]["diversions"]
+    assert set(diverted["front"]) <= {"Brigade"} and set(diverted["facility"]) <= {"R1", "R2", "R3"}
+    start, end = run.window
+    full = explore.fullness(table, "1d")
+    assert full["time"].n_unique() == (end - start).days + 1  # the week and the follow-up, day by day
+    assert (full["full"] >= 0).all() and full.filter(pl.col("resource") == "MEDEVAC helicopters").is_empty()
+    queues = explore.queues(table, "3h", start, end)
+    assert queues["time"].to_list() == explore.replay_frames(run.patients(), run.events(), start, end,
+                                                              "3h")["time"].to_list()
+    most = max(r["longest_queue"] for r in report["resources"] if r["resource"] == "operating tables")
+    assert queues["operating table"].max() >= most  # summed over facilities, the most in each step
+
+
+def test_a_run_without_a_plan_had_unlimited_care(run):
+    assert not explore.has_plan(run) and explore.capacity_report(run) is None
+    with pytest.raises(explore.RunNotExplorable, match="no load file"):
+        explore.load(run)
+
+
+def test_comparison_figures_and_their_differences(run, planned_runs):
+    start, end = run.window
+    p, e = run.patients(), run.events()
+    occupancy = explore.occupancy(e, start, end, "6h")
+    plain = explore.comparison(explore.key_figures(p), explore.ten_one_two(p, e)["summary"], occupancy)
+    f = explore.key_figures(p)
+    assert plain["Deaths (KIA + DOW)"] == (f["kia"] + f["dow"], "count")
+    assert plain["Peak patients at Role 2"] == (occupancy.filter(pl.col("facility") == "R2")["patients"].max(),
+                                                "count")
+    assert plain["T1 at a facility within 1 h"][1] == "share" and "Plan verdict" not in plain
+    other = explore.open_run(planned_runs / "parquet")
+    p2, e2 = other.patients(), other.events()
+    s2, end2 = other.window
+    planned = explore.comparison(explore.key_figures(p2), explore.ten_one_two(p2, e2)["summary"],
+                                 explore.occupancy(e2, s2, end2, "6h"), explore.capacity_report(other))
+    assert planned["Plan verdict"][1] == "text" and "Deaths due to capacity" in planned
+    rows = {r["figure"]: r for r in explore.differences(planned, plain)}
+    assert rows["Patients"]["difference"] == planned["Patients"][0] - N
+    assert rows["Deaths due to capacity"]["before"] is None and rows["Deaths due to capacity"]["difference"] is None
+    assert rows["Plan verdict"]["difference"] is None  # words have no difference

@@ -3,6 +3,7 @@ normalised shares, problems next to their widgets, the hand-over to Generate, im
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -12,6 +13,18 @@ from core import reference
 from core import scenario_edit as se
 from core.scenario import load_scenario
 from pages import metrics, open_app
+
+PLAN_R2E_TABLES = "sc_plan|Brigade|r2_enhanced|operating_tables"
+
+
+def table_with(at, column: str):
+    """The shown table (st.dataframe) that has ``column``, or None."""
+    return next((d.value for d in at.dataframe if d.key is None and column in d.value.columns), None)
+
+
+def shown(elements) -> list[str]:
+    """What the reader sees of Markdown elements: the text without the escapes that keep user text literal."""
+    return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
 
 
 # --- core.scenario_edit ----------------------------------------------------------------------------------------
@@ -27,14 +40,14 @@ def test_form_round_trip_gives_back_the_same_scenario(preset):
 def test_shares_that_do_not_add_up_are_scaled_and_the_note_says_how():
     shares, note, problem = se.normalise_shares({"BI": 40, "NBI": 20, "DIS": 20, "BSI": 0}, "category_mix")
     assert problem is None and shares == {"BI": 0.5, "NBI": 0.25, "DIS": 0.25, "BSI": 0.0}
-    assert note == "category_mix: shares sum to 80 %, scaled to 100 % (BI 50.0 %, NBI 25.0 %, DIS 25.0 %)"
+    assert note == "category_mix adds up to 80 %, scaled to 100 % (BI 50.0 %, NBI 25.0 %, DIS 25.0 %)"
     assert se.normalise_shares({"a": 60, "b": 40}, "x")[1] is None
 
 
 def test_shares_that_cannot_be_scaled_say_why():
     assert "every share is 0 %" in se.normalise_shares({"BI": 0, "NBI": None}, "category_mix")[2]
-    assert se.normalise_shares({"BI": -5, "NBI": 50}, "category_mix")[2] == (
-        "category_mix: BI -5 is negative (shares are 0 % or more)")
+    assert se.normalise_shares({"BI": -5, "NBI": 50}, "Casualty mix", se.CATEGORY_WORDS)[2] == (
+        "Casualty mix: battle injury -5 % is negative (shares are 0 % or more)")
 
 
 def form(**changes):
@@ -50,6 +63,7 @@ def test_nation_tables_are_checked_per_front():
     f["nations"].append({"front": "Poland", "nation": "POL", "share": 5})  # POL twice
     problems = se.scenario_from_form(f).problems["fronts"]
     assert any("front Atlantis is not in the fronts table" in p for p in problems)
+    assert len([p for p in problems if "'Finland'" in p]) == 1  # said once, not again as an empty mix
     assert any("'Finland': none given" in p for p in problems)
     assert any("POL appears more than once" in p for p in problems)
 
@@ -59,7 +73,9 @@ def test_a_partner_nation_needs_allow_partners_and_the_problem_names_it():
     f["nations"][0]["nation"] = "AUS"
     edit = se.scenario_from_form(f)
     assert edit.scenario is None
-    assert "allow_partners" in edit.problems["fronts"][0] and "'AUS'" in edit.problems["fronts"][0]
+    assert edit.problems["fronts"] == ["Front Poland, nations: 'AUS' is not allowed (ISO 3166-1 alpha-3 codes of "
+                                       "the 32 NATO nations; partners AUS, NZL need 'Allow partner nations' "
+                                       "switched on)"]
     f["allow_partners"] = True
     assert se.scenario_from_form(f).scenario.fronts[0].nationality_mix["AUS"] > 0
 
@@ -70,17 +86,17 @@ def test_front_shares_are_normalised_with_a_note():
         row["casualty_share"] = 50
     edit = se.scenario_from_form(f)
     assert [round(fr.casualty_share, 4) for fr in edit.scenario.fronts] == [0.3333, 0.3333, 0.3333]
-    assert "sum to 150 %" in edit.notes["fronts"][0]
+    assert edit.notes["fronts"][0].startswith("Front casualty shares adds up to 150 %, scaled to 100 %")
 
 
 def test_impossible_combinations_land_in_their_section():
     f = form(days=3, special_events=[{"type": "ambush", "day": 5}], tempo=se.CUSTOM_TEMPO, tempo_anchors="1, x")
     edit = se.scenario_from_form(f)
     assert edit.scenario is None
-    assert any("tempo" in p and "'1, x'" in p for p in edit.problems["tempo"])
+    assert any(p.startswith("Tempo: '1, x' is not allowed") for p in edit.problems["tempo"])
     f["tempo_anchors"] = "1, 3, 1"
     edit = se.scenario_from_form(f)
-    assert edit.problems["events"] == ["special_events[0].day: 5 is not allowed (a whole number from 1 to 3)"]
+    assert edit.problems["events"] == ["Special event 1, day: 5 is not allowed (a whole number from 1 to 3)"]
     f["special_events"] = [{"type": "ambush", "day": 2, "size": 30, "front": "Estonia"}]
     edit = se.scenario_from_form(f)
     assert edit.scenario.tempo == (1.0, 3.0, 1.0) and edit.scenario.special_events[0].front == "Estonia"
@@ -95,7 +111,7 @@ def test_environment_and_triage_override_rows():
     assert len(sc.environment) == 1  # the empty row an editor adds is ignored
     assert sc.triage_override["BI"]["T1"] == pytest.approx(50 / 90)
     f["environment"][0]["fronts"] = "Mars"
-    assert "environment[0].fronts" in se.scenario_from_form(f).problems["environment"][0]
+    assert se.scenario_from_form(f).problems["environment"][0].startswith("Environment row 1, fronts: ")
 
 
 # --- the page ---------------------------------------------------------------------------------------------------
@@ -134,8 +150,10 @@ def test_changing_preset_redraws_the_preview(data_dir):
 def test_a_slider_change_regenerates_the_preview_and_explains_the_scaling(data_dir):
     at = open_scenario()
     at.slider(key="sc_cat_BI").set_value(80.0).run()
-    notes = [i.value for i in at.info]
-    assert any(n.startswith("category_mix: shares sum to 145 %, scaled to 100 %") for n in notes)
+    notes = shown(at.info)
+    assert [n for n in notes if n.startswith("Casualty mix")] == [
+        "Casualty mix adds up to 145 %, scaled to 100 % (battle injury 55.2 %, non-battle injury 13.8 %, "
+        "disease 22.8 %, battle stress 8.3 %)"]
     assert metrics(at)["Battle injuries"] == "55%"  # 80 / 145
     assert at.session_state["scenario"].category_mix["BI"] == pytest.approx(80 / 145)
     at.number_input(key="sc_seed").set_value(99).run()
@@ -147,11 +165,13 @@ def test_an_impossible_scenario_is_explained_and_blocks_generate(data_dir):
     for c in ("BI", "NBI", "DIS", "BSI"):
         at.slider(key=f"sc_cat_{c}").set_value(0.0)
     at.run()
-    errors = [e.value for e in at.error]
-    assert any("every share is 0 %, so they cannot be scaled" in e for e in errors)
-    assert at.session_state["scenario_error"].startswith("category_mix: every share is 0 %")
-    assert any("cannot be previewed or generated" in e for e in errors)
-    assert not at.get("plotly_chart")
+    errors = shown(at.error)
+    assert errors.count("Casualty mix: every share is 0 %, so they cannot be scaled to 100 % (give at least one a "
+                        "positive share)") == 1
+    assert at.session_state["scenario_error"].startswith("Casualty mix: every share is 0 %")
+    stale = [w for w in shown(at.warning) if w.startswith("**Preview not current.**")]
+    assert stale and "cannot be previewed or generated" in stale[0] and "Casualty mix: every share" in stale[0]
+    assert any("last valid scenario, not current" in c for c in shown(at.caption))
     at.switch_page("views/generate.py").run()
     assert any("The scenario is not valid, so it cannot be generated" in e.value for e in at.error)
     start = next(b for b in at.button if "Generate" in b.label or "Start" in b.label)
@@ -162,7 +182,7 @@ def test_custom_tempo_anchors(data_dir):
     at = open_scenario()
     at.selectbox(key="sc_tempo").set_value(se.CUSTOM_TEMPO).run()
     at.text_input(key="sc_tempo_anchors").set_value("1, 2, zero").run()
-    assert any("tempo: '1, 2, zero' is not allowed" in e.value for e in at.error)
+    assert any(e.startswith("Tempo: '1, 2, zero' is not allowed") for e in shown(at.error))
     at.text_input(key="sc_tempo_anchors").set_value("1, 4, 1").run()
     assert at.session_state["scenario"].tempo == (1.0, 4.0, 1.0)
     assert at.session_state["scenario_error"] is None
@@ -185,17 +205,17 @@ def test_import_pasted_json_or_say_why_not(data_dir):
     at = open_scenario()
     at.text_area(key="sc_paste").set_value("{not json").run()
     at.button(key="sc_paste_go").click().run()
-    assert any(e.value.startswith("the pasted JSON is not a valid scenario: not valid JSON") for e in at.error)
+    assert any(e.startswith("the pasted JSON is not a valid scenario: not valid JSON") for e in shown(at.error))
     bad = {"fronts": [{"name": "A", "casualty_share": 1, "nationality_mix": {"XXX": 1}}]}
     at.text_area(key="sc_paste").set_value(json.dumps(bad)).run()
     at.button(key="sc_paste_go").click().run()
-    assert any("fronts[0].nationality_mix: 'XXX' is not allowed" in e.value for e in at.error)
+    assert any("Front 1, nations: 'XXX' is not allowed" in e for e in shown(at.error))
     good = load_scenario("arctic_operation").to_dict() | {"name": "Imported arctic", "days": 5,
                                                           "start": "2026-01-10T06:00:00Z"}
     at.text_area(key="sc_paste").set_value(json.dumps(good)).run()
     at.button(key="sc_paste_go").click().run()
-    assert not [e for e in at.error if "not a valid scenario" in e.value]
-    assert any("Imported 'Imported arctic'" in s.value for s in at.success)
+    assert not [e for e in shown(at.error) if "not a valid scenario" in e]
+    assert any("Imported 'Imported arctic'" in s for s in shown(at.success))
     assert at.text_input(key="sc_name").value == "Imported arctic"
     assert at.date_input(key="sc_start_date").value == date(2026, 1, 10)
     assert at.number_input(key="sc_start_hour").value == 6
@@ -220,19 +240,20 @@ def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
     at.text_input(key="sc_save_name").set_value("Baltic test")
     at.text_input(key="sc_save_description").set_value("first cut")
     at.button(key="sc_save").click().run()
-    assert any(s.value == "Saved 'Baltic test' as version 1." for s in at.success)
+    assert "Saved 'Baltic test' as version 1." in shown(at.success)
     assert at.session_state["scenario_version"] == 1 and at.session_state["scenario_name"] == "Baltic test"
 
     at.number_input(key="sc_days").set_value(5).run()
     assert at.session_state["scenario_version"] is None  # edited since the save
     at.button(key="sc_save").click().run()
-    assert any(s.value == "Saved 'Baltic test' as version 2." for s in at.success)
+    assert "Saved 'Baltic test' as version 2." in shown(at.success)
     versions = at.selectbox(key="sc_load_version").options  # newest first, with the description
     assert [v.split(" · ")[0] for v in versions] == ["v2", "v1"] and versions[1].endswith("first cut")
+    assert re.fullmatch(r"v1 · \d{4}-\d\d-\d\d \d\d:\d\d UTC · first cut", versions[1])  # no microseconds
 
     at.selectbox(key="sc_load_version").set_value(1)
     at.button(key="sc_load").click().run()
-    assert any(s.value == "Loaded 'Baltic test' version 1 from the database." for s in at.success)
+    assert "Loaded 'Baltic test' version 1 from the database." in shown(at.success)
     assert at.number_input(key="sc_days").value == 8
     assert at.session_state["scenario_version"] == 1
 
@@ -246,12 +267,167 @@ def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
 
     at.selectbox(key="sc_load_name").set_value("Baltic test")
     at.button(key="sc_delete").click().run()
-    assert any("tick 'yes, delete every version of 'Baltic test''" in e.value for e in at.error)
+    assert any("tick 'yes, delete every version of 'Baltic test''" in e for e in shown(at.error))
     at.checkbox(key="sc_delete_confirm").check()
     at.button(key="sc_delete").click().run()
-    assert any(s.value == "Deleted 'Baltic test' (2 versions)." for s in at.success)
+    assert "Deleted 'Baltic test' (2 versions)." in shown(at.success)
     assert at.selectbox(key="sc_load_name").options == ["Copy A (v1)"]
 
     at.text_input(key="sc_save_name").set_value("x" * 101)
     at.button(key="sc_save").click().run()
-    assert any("scenario name is 101 characters long" in e.value for e in at.error)
+    assert any("scenario name is 101 characters long" in e for e in shown(at.error))
+
+
+# --- the medical plan, out-of-range fields, the baseline -----------------------------------------------------------
+
+def open_preset(preset: str):
+    at = open_scenario()
+    at.selectbox(key="sc_preset").set_value(preset).run()
+    assert not at.exception
+    return at
+
+
+def test_the_medical_plan_tab_edits_the_plan_and_the_preview_figures_change(data_dir):
+    at = open_preset("brigade_okinawa")
+    m = metrics(at)
+    assert m["Patients in preview"] == "727"  # the plan meets the scenario at its own rate, not a sample
+    assert {"Attributable deaths", "T1 wait for surgery", "T1 operated within 2 h", "Waited an hour or more"} <= set(m)
+    assert any(e.startswith("The plan is overwhelmed.") for e in shown(at.error))
+    assert len(at.get("plotly_chart")) == 6  # the preview's five and the peak occupancy against capacity
+    tables = at.number_input(key=PLAN_R2E_TABLES)
+    assert tables.value == 2
+    tables.set_value(1).run()
+    assert at.session_state["scenario"].medical_plan.front("Brigade").r2_enhanced.operating_tables == 1
+    changed = metrics(at)
+    assert changed["Waited an hour or more"] != m["Waited an hour or more"]
+    assert changed["Attributable deaths"] != m["Attributable deaths"]
+    # more tables than surgical teams on a shift: the page says how many can be used
+    at.number_input(key=PLAN_R2E_TABLES).set_value(3).run()
+    assert "A table needs a surgical team on shift: of 3 operating tables, 2 can be used by day and 1 by night." \
+        in shown(at.caption)
+
+
+def test_a_bad_plan_value_is_explained_beside_its_widget_and_blocks_generate(data_dir):
+    at = open_preset("brigade_okinawa")
+    at.number_input(key=PLAN_R2E_TABLES).set_value(0).run()
+    message = ("Medical plan, Brigade, Role 2 Enhanced, operating tables: 0 is not allowed (each Role 2 needs at "
+               "least an operating table)")
+    plan_tab = at.tabs[5]
+    assert plan_tab.label == "Medical plan" and shown(plan_tab.error) == [message]  # in the tab, beside it
+    assert at.session_state["scenario_error"] == message
+    assert any(w.startswith("**Preview not current.**") and message in w for w in shown(at.warning))
+    assert at.session_state["scenario"].medical_plan.front("Brigade").r2_enhanced.operating_tables == 2
+    at.number_input(key="sc_plan|Brigade||r1_teams").set_value(-3).run()
+    assert "Medical plan, Brigade, Role 1 treatment teams: -3 is not allowed (a whole number from 1 to 500)" in \
+        shown(at.tabs[5].error)
+
+
+def test_no_plan_means_unlimited_care_and_a_new_plan_starts_from_the_brigade_laydown(data_dir):
+    from core.capacity.plan import default_plan_dict
+    at = open_scenario()
+    assert at.radio(key="sc_plan_mode").value == "unlimited" and at.session_state["scenario"].medical_plan is None
+    assert "Attributable deaths" not in metrics(at)
+    at.radio(key="sc_plan_mode").set_value("plan").run()
+    plan = at.session_state["scenario"].medical_plan
+    assert plan.to_dict() == load_scenario("default").with_overrides(
+        medical_plan=default_plan_dict(["Poland", "Estonia", "Finland"])).medical_plan.to_dict()
+    assert "Attributable deaths" in metrics(at)
+    at.selectbox(key="sc_plan_front").set_value("Estonia").run()
+    at.number_input(key="sc_plan|Estonia||helicopters").set_value(0).run()
+    at.selectbox(key="sc_plan_front").set_value("Poland").run()  # Estonia's numbers are not drawn now: kept
+    assert at.session_state["scenario"].medical_plan.front("Estonia").helicopters == 0
+    at.radio(key="sc_plan_mode").set_value("unlimited").run()
+    assert at.session_state["scenario"].medical_plan is None
+    at.radio(key="sc_plan_mode").set_value("plan").run()  # back to the plan left a moment ago
+    assert at.session_state["scenario"].medical_plan.front("Estonia").helicopters == 0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sc_patients", 0, "Patients: 0 is not allowed (a whole number from 1 to 100,000,000)"),
+    ("sc_patients", 150_000_000, "Patients: 150000000 is not allowed (a whole number from 1 to 100,000,000)"),
+    ("sc_days", 400, "Days: 400 is not allowed (a whole number from 1 to 180)"),
+    ("sc_seed", -1, "Seed: -1 is not allowed (a whole number from 0 to 9,223,372,036,854,775,807)"),
+    ("sc_start_hour", 25, "Start hour (UTC): 25 is not allowed (a whole number from 0 to 23)"),
+])
+def test_an_out_of_range_field_says_why_and_the_preview_is_marked_not_current(data_dir, key, value, message):
+    at = open_scenario()
+    before = metrics(at)
+    at.number_input(key=key).set_value(value).run()
+    assert message in shown(at.tabs[0].error)  # beside the field, on its tab
+    assert at.session_state["scenario_error"] == message
+    assert any(w.startswith("**Preview not current.**") and message in w for w in shown(at.warning))
+    assert metrics(at)["Patients in preview"] == before["Patients in preview"]  # the last valid preview, marked
+    assert any("last valid scenario, not current" in c for c in shown(at.caption))
+
+
+def test_pin_as_baseline_then_every_change_shows_beside_it(data_dir):
+    at = open_scenario()
+    at.button(key="sc_pin").click().run()
+    pinned = at.session_state["sc_baseline"]["figures"]
+    table = table_with(at, "Baseline → now")
+    assert set(table["Change"]) == {"no change"}
+    at.slider(key="sc_cat_BI").set_value(80.0).run()  # more battle injuries: more deaths
+    now = resources.preview_summary(at.session_state["scenario"].canonical_json(), 3000)["figures"]
+    table = table_with(at, "Baseline → now").set_index("Figure")
+    deaths_before, deaths_now = pinned["Deaths (KIA + DOW)"][0], now["Deaths (KIA + DOW)"][0]
+    assert deaths_now > deaths_before
+    assert table.loc["Deaths (KIA + DOW)", "Baseline → now"] == f"{deaths_before:,} → {deaths_now:,}"
+    assert table.loc["Deaths (KIA + DOW)", "Change"] == f"+{deaths_now - deaths_before:,}"
+    for figure in ("Killed in action", "Died of wounds", "Returned to duty", "Evacuated to Role 4",
+                   "Peak patients at Role 1", "Peak patients at Role 2", "Peak patients at Role 3",
+                   "T1 treated within 10 min", "T1 at a facility within 1 h", "T1 operated within 2 h"):
+        assert figure in table.index
+    at.button(key="sc_unpin").click().run()
+    assert not at.session_state["sc_baseline"] and table_with(at, "Baseline → now") is None
+
+
+def test_a_plan_preview_pinned_compares_the_capacity_figures(data_dir):
+    at = open_preset("brigade_okinawa")
+    at.button(key="sc_pin").click().run()
+    at.number_input(key=PLAN_R2E_TABLES).set_value(1).run()
+    table = table_with(at, "Baseline → now").set_index("Figure")
+    assert {"Plan verdict", "Deaths due to capacity", "T1 wait for surgery, median", "Waited an hour or more",
+            "Diversions"} <= set(table.index)
+    assert (table["Change"] != "no change").any()
+
+
+def test_switching_preset_clears_the_save_name_and_an_edit_ends_the_loaded_banner(data_dir):
+    at = open_scenario()
+    at.text_input(key="sc_save_name").set_value("My copy of the default").run()
+    at.selectbox(key="sc_preset").set_value("peacekeeping").run()
+    assert not at.text_input(key="sc_save_name").value
+    assert at.text_input(key="sc_save_name").placeholder == "Peacekeeping / stabilisation mission"
+    assert "Loaded preset 'Peacekeeping / stabilisation mission'." in shown(at.success)
+    at.number_input(key="sc_days").set_value(5).run()
+    assert not [s for s in shown(at.success) if s.startswith("Loaded preset")]  # no longer what is shown
+
+
+def test_a_scenario_name_is_shown_as_typed_never_as_markdown(data_dir):
+    at = open_scenario()
+    name = "**Bold** ![x](http://evil.example/x.png) :red[alarm]"
+    at.text_input(key="sc_name").set_value(name).run()
+    at.button(key="sc_pin").click().run()
+    caption = next(c.value for c in at.caption if "pinned at" in c.value)
+    assert "\\*\\*Bold\\*\\*" in caption and "\\!\\[x\\]\\(http" in caption and "\\:red\\[alarm\\]" in caption
+    assert "\\(http\\:\u200b//evil" in caption  # not even a link: an address in text would become one
+    text = shown(at.caption)[[c.value for c in at.caption].index(caption)].replace("\u200b", "")
+    assert f"Baseline: {name}, pinned at" in text  # what the reader sees is the name as typed
+
+
+def test_replications_run_in_the_background_and_show_intervals(data_dir):
+    at = open_preset("brigade_falklands")
+    at.number_input(key="sc_days").set_value(4).run()
+    at.number_input(key="sc_rep_runs").set_value(4).run()
+    at.button(key="sc_rep_go").click().run()
+    assert not at.exception
+    job = at.session_state["sc_rep"]
+    assert any("Running 4 replications" in i for i in shown(at.info))  # the page did not wait
+    result = resources.replications(*job).wait(timeout=300)
+    at.run()
+    table = table_with(at, "Mean (95 % interval)").set_index("Figure")
+    deaths = result["figures"]["Deaths attributable to capacity"]
+    low, high = deaths["ci95"]
+    one = lambda v: f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"  # noqa: E731
+    assert table.loc["Deaths attributable to capacity", "Mean (95 % interval)"] == (
+        f"{one(deaths['mean'])} ({one(low)} to {one(high)})")
+    assert any("4 replications, seeds" in c for c in shown(at.caption))

@@ -1,13 +1,16 @@
-"""Replay: a run's flow animated over scenario time: where patients are (point of injury, in transit, Role 1..4)
-and how many were injured, returned to duty, died or left theatre so far. The animation is a plotly figure with
-frames, so play, pause, speed and the time slider run in the browser without a round trip to the server."""
+"""Replay: a run's flow animated over scenario time: where patients are (point of injury, in transit, Role 1..3),
+how many were injured, returned to duty, died or left theatre so far and, for a run with a medical plan, how many
+wait for each kind of resource. The animation is one plotly figure with frames, so play, pause, speed, the time
+slider and the marker on the whole-run charts move together in the browser, without a round trip to the server."""
 import streamlit as st
 
 import resources
+from charts.figures import R4_NOTE
 from core.explore import RunNotExplorable, replay_step
 from views.run_picker import pick_run
 
 STEPS = ("1h", "2h", "3h", "6h", "12h", "1d")
+STEP_WORDS = {"1h": "1 hour", "2h": "2 hours", "3h": "3 hours", "6h": "6 hours", "12h": "12 hours", "1d": "1 day"}
 
 st.title("Replay")
 path, run = pick_run("rp_run", explorable_only=True, follow_key="ex_run",  # starts on the run open on Explore
@@ -26,7 +29,7 @@ chosen = {"front": c1.multiselect("Front", options["front"], key="rp_front", pla
           "triage": c3.multiselect("Triage", options["triage"], key="rp_triage", placeholder="all triage groups")}
 auto = replay_step(ov["start"], ov["end"])
 every = c4.selectbox("Step", STEPS, index=STEPS.index(auto) if auto in STEPS else len(STEPS) - 1, key="rp_step",
-                     help="Scenario time per animation frame")
+                     format_func=lambda s: STEP_WORDS.get(s, s), help="Scenario time per animation frame")
 filters = tuple((k, tuple(v)) for k, v in chosen.items() if v)
 
 data = resources.replay_frames(path, run["stamp"], every, filters)
@@ -34,19 +37,25 @@ frames = data["frames"]
 if frames.is_empty():
     st.warning("No frame in this run's window.")
     st.stop()
-times = frames["time"].to_list()
-first = st.select_slider("Jump to", options=range(len(times)), value=0, key=f"rp_jump_{every}",
-                         format_func=lambda i: f"day {(times[i] - ov['start']).days + 1}, {times[i]:%H:%M}")
-figs = resources.replay_figure(path, run["stamp"], every, filters, int(first))
+figs = resources.replay_figure(path, run["stamp"], every, filters)
 st.plotly_chart(figs["animation"], width="stretch", key="rp_figure")
-st.caption("▶ plays from the frame shown (1×, 4× or 16× speed), ❚❚ pauses; drag the slider under the chart to "
-           "scrub. 'In transit' are patients between a departure and the next arrival.")
+queues = resources.replay_queues(path, run["stamp"], every, tuple(v for k, v in filters if k == "front"))
+notes = ["▶ plays from the step shown (1×, 4× or 16× speed), ❚❚ pauses; drag the slider to move to any step: the "
+         "bars, the title and the dotted marker on the whole-run charts follow. 'In transit' are patients between "
+         "a departure and the next arrival.", R4_NOTE]
+if queues is not None:
+    notes.append("This run has a medical plan: 'waiting now' counts the patients waiting for a Role 1 team, a bed, "
+                 "an operating table or a vehicle" + (" (of every nation and triage group: queues are counted per "
+                                                      "facility)" if chosen["nationality"] or chosen["triage"] else "")
+                 + ".")
+else:
+    notes.append("This run had unlimited care (no medical plan), so nobody queued.")
+st.caption(" ".join(notes))
 
 last = frames.row(-1, named=True)
+st.markdown("**Whole run**")
 cols = st.columns(4)
 cols[0].metric("Injured", f"{last['total_injured']:,}")
 cols[1].metric("Returned to duty", f"{last['total_rtd']:,}")
 cols[2].metric("Died", f"{last['total_died']:,}")
 cols[3].metric("Out of theatre", f"{last['total_evacuated']:,}")
-
-st.plotly_chart(figs["timeline"], width="stretch", key="rp_timeline")

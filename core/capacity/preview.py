@@ -20,6 +20,7 @@ class Preview:
     report: dict
     patients: pl.DataFrame
     note: str | None  # what part of the scenario was run, when not all of it
+    events: pl.DataFrame | None = None  # the events of the same patients (the Scenario page's 10-1-2 and load)
 
 
 def preview(scenario: Scenario, max_patients: int = MAX_PATIENTS) -> Preview:
@@ -35,7 +36,7 @@ def preview(scenario: Scenario, max_patients: int = MAX_PATIENTS) -> Preview:
             note = f"{max_patients:,} of {scenario.patients:,} casualties over the whole scenario (a lighter load)"
     sim = Simulation(sc)
     batch = generator.generate(sc, simulation=sim)
-    return Preview(report(sim), batch.patients, note)
+    return Preview(report(sim), batch.patients, note, batch.events)
 
 
 def warm() -> None:
