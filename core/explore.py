@@ -15,6 +15,7 @@ Every aggregate is vectorised (polars expressions over whole columns); nothing l
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import json
 import math
@@ -599,18 +600,20 @@ def load(run: Run) -> pl.DataFrame:
     and peak, longest queue) with its types, whatever the format it was written in; raises RunNotExplorable
     when the run has none."""
     path = run.file("load")
-    if path.name.endswith(".gz"):
-        path = _unpacked(path, run.run_id)
-    name = path.name
+    name = path.name.removesuffix(".gz")
+    source = path
     try:
+        if path.name.endswith(".gz"):  # a small table: read from the unpacked bytes
+            with gzip.open(path, "rb") as f:
+                source = io.BytesIO(f.read())
         if name.endswith(".parquet"):
-            df = pl.read_parquet(path)
+            df = pl.read_parquet(source)
         elif name.endswith(".csv"):
-            df = pl.read_csv(path, infer_schema=False)
+            df = pl.read_csv(source, infer_schema=False)
         elif name.endswith(".ndjson"):
-            df = pl.read_ndjson(path, infer_schema_length=None)
+            df = pl.read_ndjson(source, infer_schema_length=None)
         elif name.endswith(".json"):
-            df = pl.read_json(path, infer_schema_length=None)
+            df = pl.read_json(source, infer_schema_length=None)
         else:
             raise RunNotExplorable(f"run {run.run_id}: cannot read {name} (parquet, csv, ndjson or json)")
     except (OSError, pl.exceptions.PolarsError) as exc:

@@ -55,6 +55,10 @@ if run["reason"]:
     st.warning(f"This run cannot be explored: {run['reason']}.")
     st.stop()
 try:
+    if resources.explore_needs_converting(path):  # a text run is converted to Parquet once, with progress
+        bar = st.progress(0.0, text="Preparing this run for exploring (once)")
+        resources.explore_convert(path, lambda done, what: bar.progress(done, text=what))
+        bar.empty()
     ov = resources.explore_overview(path, run["stamp"])
 except RunNotExplorable as exc:
     st.error(str(exc))
