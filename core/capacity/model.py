@@ -424,23 +424,22 @@ class Simulation:
         self.P[live, des.DONE] = 1
         self._finished = True
 
-    def settled(self) -> list[Settled]:
-        """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order."""
-        out = []
+    def settled(self):
+        """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order,
+        one at a time (a block waiting on disk is read back only when its turn comes)."""
         while self._pending:
             first, n, payload, incidents, last_day = self._pending[0]
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
             if n and not (self.P[slots, des.DONE] == 1).all():
-                break
+                return
             flags = self._incident_mascal(incidents, last_day)
             if flags is None:
-                break
+                return
             self._pending.popleft()
             self._oldest = first + n
             if isinstance(payload, _Spilled):
                 payload = payload.read()
-            out.append(self._journeys(self.P[slots], payload, flags))
-        return out
+            yield self._journeys(self.P[slots], payload, flags)
 
     def _incident_mascal(self, incidents: np.ndarray, last_day: int) -> np.ndarray | None:
         """Each patient's incident flag: an incident is a mass-casualty one when any of its casualties reached a
