@@ -8,8 +8,13 @@ one day's arrival skeleton, whatever N is.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Callable, Iterator
@@ -278,14 +283,34 @@ def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = (
         for b, sk in enumerate(skeletons):
             yield work((scenario, b, sk, *extra))
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_start,
+                               initargs=(os.getpid(),))
+    try:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
-            pending.append(pool.submit(work, (scenario, b, sk, *extra)))
+            with _signals_blocked():  # a worker starts inside submit and keeps this mask for its whole life
+                pending.append(pool.submit(work, (scenario, b, sk, *extra)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:  # on a cancel too: blocks not started are dropped, the ones running end within a block's time
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM held back in this thread meanwhile (delivered after, never lost). A worker process
+    started meanwhile inherits the mask, so a Ctrl-C to the process group while it starts up (importing for a
+    second or so) cannot interrupt it with a traceback; ``_worker_start`` then decides."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None,
@@ -354,3 +379,19 @@ def check_options(chunk_size: int, workers: int) -> None:
 def generate(scenario: Scenario, simulation=None) -> Batch:
     """The whole run in memory (small runs, tests and previews only)."""
     return _concat(list(blocks(scenario, simulation=simulation)))
+
+
+def _worker_start(parent: int) -> None:
+    """A worker process's first act: Ctrl-C reaches the whole process group, and the main process cancels the run
+    (core.run.cancel_on_signals), so the worker ignores it and finishes its block; SIGTERM keeps its default (the
+    pool's own shutdown of a broken pool relies on it). A worker whose main process was killed exits too."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # before unblocking: a Ctrl-C held back meanwhile is dropped
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    threading.Thread(target=_exit_with, args=(parent,), name="mpg-worker-parent", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)  # the main process is gone (kill -9): nobody will read this worker's blocks

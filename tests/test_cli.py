@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, TABLE_NAMES, assert_contract_holds, cli, stderr_lines
 
 PRESET_IDS = ("nato_article_5", "peacekeeping", "urban_assault", "cbrn_incident", "training_exercise",
-              "mass_casualty", "arctic_operation", "maritime_operation")
+              "mass_casualty", "arctic_operation", "maritime_operation", "brigade_falklands", "brigade_okinawa")
 PASSWORD = "correct horse battery staple"
 DATA_NAMES = tuple(f"{t}." for t in TABLE_NAMES)
 
@@ -97,7 +97,7 @@ def test_generate_a_preset_with_days(tmp_path):
     assert_contract_holds(out)
 
 
-def test_presets_lists_the_eight_ids():
+def test_presets_lists_every_preset_id():
     result = cli("presets")
     assert result.returncode == 0, result.stderr
     listed = [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]

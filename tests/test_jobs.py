@@ -73,7 +73,8 @@ def test_progress_eta_and_per_interval_samples_while_running(registry):
     assert samples[-1]["patients_done"] == 400_000
     assert max(s["patients_per_s"] for s in samples) > 1_000
     assert max(s["cpu_pct"] for s in samples) > 20  # generating keeps this process busy
-    assert view["peak_rss_mb"] == max(s["peak_rss_mb"] for s in samples)
+    # the run process's own peak, as the operating system counted it (at least what the samples saw)
+    assert view["peak_rss_mb"] == view["manifest"]["peak_rss_mb"] >= max(s["peak_rss_mb"] for s in samples) - 1
 
 
 def test_one_run_at_a_time_and_cancel_leaves_no_data_file(registry):
@@ -102,7 +103,7 @@ def test_a_failing_run_reports_its_reason_and_frees_the_registry(registry):
     job = registry.submit(scenario(2_000), run_id=run_id)
     view = registry.wait(run_id, 60).view()
     assert view["status"] == "failed"
-    assert view["error"].startswith("FileExistsError") and run_id in view["error"]
+    assert "a file of that name exists" in view["error"] and run_id in view["error"]
     assert registry.active() is None
     assert registry.wait(registry.submit(scenario(2_000)).run_id, 120).view()["status"] == "completed"
     assert job.finished_at is not None

@@ -16,6 +16,8 @@ import zlib
 from contextlib import suppress
 from pathlib import Path
 
+from core.runs import current_staging
+
 from .crypto import Seal
 
 # zlib level 1: 3-4x faster than level 6 for ~40% larger files (benchmarks/bench_sinks.py)
@@ -58,10 +60,18 @@ class TempFile:
         self._dropped, self._flushed = self._flushed, done
 
     def commit(self) -> dict:
-        """Close and rename to the final name (atomic on one file system; replaces an older file only now)."""
+        """Close and rename to the final name (atomic on one file system; replaces an older file only now).
+
+        Within a run's ``core.runs.Staging`` the rename is left to the run, which makes all its files appear
+        together just before its manifest (``held`` is then True in the entry)."""
         self._file.close()
+        entry = {"name": self.final.name, "bytes": self.bytes, "sha256": self._sha256.hexdigest()}
+        staging = current_staging()
+        if staging is not None:
+            staging.add(self.path, self.final)
+            return {**entry, "held": True}
         os.replace(self.path, self.final)
-        return {"name": self.final.name, "bytes": self.bytes, "sha256": self._sha256.hexdigest()}
+        return entry
 
     def discard(self) -> None:
         with suppress(OSError):
