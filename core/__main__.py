@@ -78,7 +78,7 @@ def _patients_arg(text: str) -> int | str:
 
 
 def cmd_generate(args) -> int:
-    from core.run import OutputFolderError, cancel_on_signals, check_output_dir, failure_reason, generate_run
+    from core.run import OutputFolderError, cancel_on_signals, check_output_dir, failure_reason, generate_run, shown
     scenario = load_scenario(args.scenario)
     force_mode = args.patients == "force"
     scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days,
@@ -116,13 +116,14 @@ def cmd_generate(args) -> int:
         except Exception as exc:  # recorded in the manifest as failed; no data file under a final name
             if tty:
                 sys.stderr.write("\n")
-            print(f"error: run failed: {failure_reason(exc)}; no data files were left in {out}", file=sys.stderr)
+            print(f"error: run failed: {failure_reason(exc)}; no data files were left in {shown(out)}",
+                  file=sys.stderr)
             return EXIT_FAILED
     if tty:
         sys.stderr.write("\n")
     if manifest["status"] != "completed":
         kept = " (the earlier run there is unchanged)" if manifest.get("kept_previous_run") else ""
-        print(f"run {manifest['status']}: no data files were left in {out}{kept}", file=sys.stderr)
+        print(f"run {manifest['status']}: no data files were left in {shown(out)}{kept}", file=sys.stderr)
         return 128 + (received[0] if received else 2)
     if not args.quiet:
         _summary(manifest, out)

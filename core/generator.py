@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -272,30 +272,67 @@ def _prepare(args) -> Prepared:
     return prepare_block(scenario, _environment(scenario), block, sk)
 
 
-def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = ()) -> Iterator:
+def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = (), stop=None) -> Iterator:
     """``work((scenario, block, skeleton, *extra))`` for every block, in block order, here or in ``workers``
-    processes; bounded in-flight work keeps memory flat when the consumer is slower than the workers."""
+    processes; bounded in-flight work keeps memory flat when the consumer is slower than the workers. With
+    ``stop`` (a threading.Event) set, it ends early: a cancelled run does not wait for a block nobody reads."""
     plan = arrivals.make_plan(scenario)
     skeletons = arrivals.blocks(plan, BLOCK)
     if workers <= 1:
         _worker_env.clear()
         _worker_env[scenario.sha256()] = plan.env
         for b, sk in enumerate(skeletons):
+            if stop is not None and stop.is_set():
+                return
             yield work((scenario, b, sk, *extra))
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_start,
                                initargs=(os.getpid(),))
+    finished = False
     try:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
             with _signals_blocked():  # a worker starts inside submit and keeps this mask for its whole life
                 pending.append(pool.submit(work, (scenario, b, sk, *extra)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                if (result := _result(pending.popleft(), stop)) is _STOPPED:
+                    return
+                yield result
         while pending:
-            yield pending.popleft().result()
-    finally:  # on a cancel too: blocks not started are dropped, the ones running end within a block's time
+            if (result := _result(pending.popleft(), stop)) is _STOPPED:
+                return
+            yield result
+        finished = True
+    finally:
+        if not finished:  # cancelled or failed: the blocks in the workers are nobody's, stop them now
+            _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+_STOPPED = object()
+
+
+def _result(future, stop):
+    """The future's result, or _STOPPED as soon as ``stop`` is set (checked ten times a second)."""
+    if stop is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            if stop.is_set():
+                return _STOPPED
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes at once (SIGTERM, their default) and wait for them: whatever a worker was
+    writing (a FHIR spill file) is then no longer written, and the caller may remove it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
 
 
 @contextmanager
@@ -314,20 +351,20 @@ def _signals_blocked() -> Iterator[None]:
 
 
 def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None,
-           simulation=None) -> Iterator:
+           simulation=None, stop=None) -> Iterator:
     """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes.
 
     With ``transform`` (a picklable top-level callable) yields ``(block, transform(block))`` pairs instead, the
     transform run where the block was made: in the worker process when ``workers`` > 1. A scenario with a medical
     plan runs it in this process (``simulation``: a core.capacity.model.Simulation to read afterwards, else a new
-    one); its blocks come out once every journey in them is settled."""
+    one); its blocks come out once every journey in them is settled. ``stop``: see ``stream``."""
     if scenario.medical_plan is not None:
-        yield from _planned(scenario, workers, transform, simulation)
+        yield from _planned(scenario, workers, transform, simulation, stop)
         return
-    yield from _in_order(_work, scenario, workers, (transform,))
+    yield from _in_order(_work, scenario, workers, (transform,), stop)
 
 
-def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterator:
+def _planned(scenario: Scenario, workers: int, transform, simulation, stop=None) -> Iterator:
     from core.capacity.model import Simulation
     sim = simulation if simulation is not None else Simulation(scenario)
 
@@ -336,29 +373,34 @@ def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterato
             batch = finish_block(scenario, done.payload, done)
             yield batch if transform is None else (batch, transform(batch))
 
-    for prep in _in_order(_prepare, scenario, workers):
+    for prep in _in_order(_prepare, scenario, workers, stop=stop):
         rows, prep.capacity = prep.capacity, None
         sim.add(rows, prep, flow.outcomes(prep.journey))
         yield from settled()
+    if stop is not None and stop.is_set():
+        return
     sim.finish()
     yield from settled()
 
 
 def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
-           transform: Callable[[Batch], Any] | None = None, simulation=None) -> Iterator:
+           transform: Callable[[Batch], Any] | None = None, simulation=None, stop=None) -> Iterator:
     """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order.
 
     With ``transform`` (a picklable top-level callable, run on each BLOCK in the worker that generated it) yields
     ``(batch, extras)``: ``extras`` lists, in order, the transform results of the blocks whose last patient is in
-    this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size."""
+    this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size.
+
+    ``stop`` (a threading.Event, e.g. a run's cancel): once set, the stream ends early, without waiting for the
+    blocks still being made (the consumer then knows it was stopped)."""
     check_options(chunk_size, workers)
     if transform is None:
-        yield from rechunk(blocks(scenario, workers, simulation=simulation), chunk_size)
+        yield from rechunk(blocks(scenario, workers, simulation=simulation, stop=stop), chunk_size)
         return
     done: deque = deque()  # (last patient id of a block, its transform result), in block order
 
     def tagged() -> Iterator[Batch]:
-        for block, extra in blocks(scenario, workers, transform, simulation):
+        for block, extra in blocks(scenario, workers, transform, simulation, stop):
             done.append((block.last_id if block.size else 0, extra))
             yield block
 

@@ -393,10 +393,13 @@ class JobRegistry:
     def deletable(self, run: dict) -> str | None:
         """None when the Runs page may delete ``run`` (a ``run_history`` row), else why not in one line: a run
         being written (by a job of this registry, or by any live process: its folder is locked) never is."""
+        busy = runs.deletable(run.get("out_dir"), self.runs_root)
+        if busy:
+            return busy
         job = self.get(run.get("run_id"))
         if (job is not None and job.active) or run.get("status") in ACTIVE:
             return f"run {run.get('run_id')} is still running; cancel it first"
-        return runs.deletable(run.get("out_dir"), self.runs_root)
+        return None
 
     def delete_run(self, run_id: str, out_dir: str | Path | None = None) -> dict:
         """Delete a run: its folder when it lies directly in the runs folder, and its database rows; a run still

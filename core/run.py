@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import re
 import resource
 import secrets
 import signal
@@ -59,18 +60,34 @@ _OS_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota i
                errno.EIO: "input/output error (a failing disk?)", errno.EMFILE: "too many open files"}
 
 
+def shown(path) -> str:
+    """A path as a message shows it: whole when short, else its start and end (a 300-character name stays
+    readable on one line)."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:55]}...{text[-55:]}"
+
+
 def os_reason(exc: OSError) -> str:
     """An operating-system error in one line: what went wrong in plain words, and where."""
     what = _OS_REASONS.get(exc.errno) or (exc.strerror or type(exc).__name__).lower()
-    where = exc.filename if exc.filename is not None else None
-    return f"{what} ({where})" if where else what
+    return f"{what} ({shown(exc.filename)})" if exc.filename is not None else what
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno (\d+)\][^:']*(?::\s*'([^']*)')?")
 
 
 def failure_reason(exc: BaseException) -> str:
-    """Why a run failed, in one line (an operating-system error in plain words, else the exception)."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return os_reason(exc)
+    """Why a run failed, in one line: an operating-system error in plain words (also when a library passed it on
+    as text, as polars and pyarrow do), else the exception."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os_reason(seen)
+        seen = seen.__cause__ or seen.__context__
     text = " ".join(str(exc).split())
+    found = _ERRNO_TEXT.search(text)
+    if found and int(found[1]) in _OS_REASONS:
+        return os_reason(OSError(int(found[1]), "", found[2]) if found[2] else OSError(int(found[1]), ""))
     return f"{type(exc).__name__}: {text}"[:500]
 
 
@@ -112,11 +129,29 @@ class Progress:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished worker processes, in MB."""
+    """Peak resident memory of this process and its finished worker processes, in MB: the run's own.
+
+    On Linux the process's own peak is its memory's high-water mark (VmHWM), which starts afresh with the program:
+    ``ru_maxrss`` keeps the peak of the process it was forked from across exec (a run process started by a 2 GB
+    dashboard server would report 2 GB)."""
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    own = _high_water_mark()
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
     return round(max(own, kids) / 2**20, 1)
+
+
+def _high_water_mark() -> int | None:
+    """VmHWM of /proc/self/status in bytes, or None where there is none."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _utc(ts: float) -> str:
@@ -144,15 +179,15 @@ def check_output_dir(out: Path, force: bool = False) -> None:
     out = Path(out)
     try:
         if out.exists() and not out.is_dir():
-            raise OutputFolderError(f"--out {out} exists and is not a folder")
+            raise OutputFolderError(f"--out {shown(out)} exists and is not a folder")
         if (out / runs.MANIFEST).exists() and not force:
-            raise OutputFolderError(f"--out {out} already holds a run ({runs.MANIFEST}); choose another folder or "
-                                    f"pass --force")
+            raise OutputFolderError(f"--out {shown(out)} already holds a run ({runs.MANIFEST}); choose another "
+                                    f"folder or pass --force")
         if out.is_dir() and runs.is_locked(out):
-            raise OutputFolderError(f"--out {out} is in use by another run that is still writing it; wait for it "
-                                    f"to end or choose another folder")
+            raise OutputFolderError(f"--out {shown(out)} is in use by another run that is still writing it; wait "
+                                    f"for it to end or choose another folder")
     except OSError as exc:
-        raise OutputFolderError(f"cannot use --out {out}: {os_reason(exc)}") from None
+        raise OutputFolderError(f"cannot use --out {shown(out)}: {os_reason(exc)}") from None
 
 
 def _claim(out: Path, force: bool) -> tuple[runs.FolderLock, dict | None]:
@@ -160,21 +195,22 @@ def _claim(out: Path, force: bool) -> tuple[runs.FolderLock, dict | None]:
     run it already holds (replaced only with ``force``)."""
     try:
         lock = runs.FolderLock(out).acquire()
-    except runs.FolderInUse as exc:
-        raise OutputFolderError(f"--out {exc}") from None
+    except runs.FolderInUse:
+        raise OutputFolderError(f"--out {shown(out)} is in use by another run that is still writing it; wait for "
+                                f"it to end or choose another folder") from None
     except OSError as exc:
-        raise OutputFolderError(f"cannot use {out} as the run folder: {os_reason(exc)}") from None
+        raise OutputFolderError(f"cannot use {shown(out)} as the run folder: {os_reason(exc)}") from None
     try:
         previous = runs.read_manifest(out)
         if previous is not None and not force:
-            raise OutputFolderError(f"--out {out} already holds a run ({runs.MANIFEST}); choose another folder or "
-                                    f"pass --force")
+            raise OutputFolderError(f"--out {shown(out)} already holds a run ({runs.MANIFEST}); choose another "
+                                    f"folder or pass --force")
         probe = out / f".write-probe.partial-{secrets.token_hex(4)}"
         try:
             probe.open("xb").close()
             probe.unlink()
         except OSError as exc:
-            raise OutputFolderError(f"cannot write into {out}: {os_reason(exc)}") from None
+            raise OutputFolderError(f"cannot write into {shown(out)}: {os_reason(exc)}") from None
     except BaseException:
         lock.release()
         raise
@@ -241,7 +277,7 @@ def _generate(scenario: Scenario, out: Path, previous: dict | None, *, fmt, comp
         manifest["cleaned_up"] = {"files": cleaned[0], "bytes": cleaned[1]}
         if on_notice:
             on_notice(f"removed {cleaned[0]:,} file(s) ({cleaned[1] / 2**20:,.1f} MB) that an interrupted run left "
-                      f"in {out}")
+                      f"in {shown(out)}")
     done = 0
     status, error, files = "completed", None, []
     calibration = Calibration(scenario)
@@ -263,7 +299,7 @@ def _generate(scenario: Scenario, out: Path, previous: dict | None, *, fmt, comp
                           seed=scenario.seed, schemas=schemas) as sink,
               contextlib.closing(generator.stream(scenario, chunk_size=chunk_size, workers=workers,
                                                   transform=(transform := _block_transform(sink, workers)),
-                                                  simulation=simulation))
+                                                  simulation=simulation, stop=cancel))
               as batches):
             sinks = [sink] if database is None else [sink, database]
             for item in batches:

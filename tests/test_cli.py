@@ -344,5 +344,6 @@ def test_a_plain_run_loads_no_encryption_code_and_tunes_the_native_allocators(tm
     loaded, jemalloc, pool, backend = out.stdout.split()
     assert loaded == "False" and "background_thread:true" in jemalloc and pool == "system" and backend == "system"
     env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"  # the user's choice wins
+    code = code.replace(repr(str(tmp_path / "r")), repr(str(tmp_path / "r2")))  # a run folder is never reused
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[2:] == ["mimalloc", "mimalloc"]

@@ -216,3 +216,58 @@ def test_delete_keeps_a_folder_that_is_not_the_runs(tmp_path):
     (interrupted / ".events.csv.partial-00000000").write_text("x")
     assert runs.delete_run_folder(interrupted, "interrupted")
     assert names(tmp_path) == ["mixed", "other"]
+
+
+# --- the folder lock: a run a live process writes is never deleted ------------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def hold_lock(folder) -> subprocess.Popen:
+    """Another live process holding the folder's lock, as a run writing it does (until its stdin closes)."""
+    code = ("import sys; from core.runs import FolderLock; FolderLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_folder_a_live_process_writes_is_listed_running_and_never_deleted(tmp_path):
+    root = tmp_path / "runs"
+    folder = root / "20260101T000000Z-00000001"
+    folder.mkdir(parents=True)
+    (folder / ".patients.parquet.partial-1a2b3c4d").write_bytes(b"x")  # a sink writing, no manifest yet
+    writer = hold_lock(folder)
+    try:
+        [row] = runs.list_runs(root)
+        assert row["status"] == "running"
+        assert "still being written" in runs.deletable(folder, root)
+        with pytest.raises(runs.RunInProgress, match="still being written"):
+            runs.delete_run_folder(folder, folder.name, root=root)
+        with pytest.raises(runs.FolderInUse):
+            runs.FolderLock(folder).acquire()  # and no second run may write it
+        assert names(folder) == [".patients.parquet.partial-1a2b3c4d"]
+    finally:
+        writer.kill()  # kill -9: the kernel releases the lock
+        writer.wait()
+    [row] = runs.list_runs(root)
+    assert row["status"] == "interrupted" and runs.deletable(folder, root) is None
+    assert runs.leftovers(folder) == [folder / ".patients.parquet.partial-1a2b3c4d"]
+    assert runs.delete_run_folder(folder, folder.name, root=root) and not folder.exists()
+
+
+def test_only_folders_directly_inside_the_runs_folder_are_the_dashboards_to_remove(tmp_path):
+    root = tmp_path / "runs"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(root / "a")
+    assert runs.inside(root / "a", root) and runs.inside(tmp_path / "link", root)
+    assert not runs.inside(root / "a" / "b", root) and not runs.inside(tmp_path, root)
+    assert not runs.inside(root, root) and not runs.inside(root / ".." / "runs", root)
+
+
+def test_a_manifest_file_name_is_a_plain_name_inside_the_run():
+    for name in ("patients.parquet", "fhir/Bundle.ndjson.gz.enc", "calibration.json"):
+        assert runs.unsafe_file_name(name) is None
+    for name in ("../x", "/etc/passwd", "a/b/c", "fhir/../x", "other/x.csv", "", ".", "x\x00y", "a\\..\\b", None, 3):
+        assert runs.unsafe_file_name(name), name

@@ -137,6 +137,8 @@ class Sink:
         """Remove everything this sink wrote (temp files, and final files of an unfinished close). Idempotent."""
         if self._state in ("closed", "aborted"):
             return
+        for out in self._outputs.values():  # a long write in a lane stops at its next piece instead of finishing
+            out.abandon()
         for future in self._pending:  # a running write must end before its file is removed
             future.exception()
         self._pending = []
