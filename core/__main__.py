@@ -38,6 +38,15 @@ EXIT_DB_DOWN = 4        # db migrate|status: the database cannot be reached
 EXIT_CANCELLED = 130    # 128 + SIGINT; a SIGTERM ends with 128 + 15
 
 
+EXIT_CODES = """exit codes:
+  0    done
+  1    the run failed on its way (disk full, I/O error): its manifest says failed, no data file is left
+  2    bad input: arguments, scenario, an output folder that cannot be used or is in use, a DATABASE_URL
+  3    generate --db: the files are complete but the run did not reach the database
+  4    db migrate|status: the database cannot be reached
+  130  cancelled by Ctrl-C (SIGINT); 143 cancelled by SIGTERM: the manifest says cancelled, no data file is left"""
+
+
 class BadInput(Exception):
     pass
 
@@ -285,7 +294,8 @@ def cmd_decrypt(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m core", description="Synthetic NATO casualty generator (engine and CLI).")
+    p = _Parser(prog="python -m core", description="Synthetic NATO casualty generator (engine and CLI).",
+                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
     g = sub.add_parser("generate", help="generate a run into a folder")
     g.add_argument("--scenario", help="preset id (see `presets`), 'default', or a scenario JSON file")
@@ -327,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=cmd_calibrate)
     r = sub.add_parser("replicate", help="run a scenario over many seeds: each report figure with its mean and "
-                                         "95 % interval")
+                                         "95 %% interval")
     r.add_argument("--scenario", help="preset id, 'default', or a scenario JSON file")
     r.add_argument("--runs", type=int, default=50, help="replications (1 to 1,000; default 50)")
     r.add_argument("--patients", type=_patients_arg, help="patients per run, or 'force' (from force sizes)")
