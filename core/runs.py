@@ -463,6 +463,11 @@ def deletable(folder: str | os.PathLike | None, root: str | os.PathLike) -> str 
     if folder is None:
         return None
     folder = Path(folder)
+    try:
+        if folder.resolve() in (Path(root).resolve(), *Path(root).resolve().parents):
+            return f"{folder} holds the runs folder: it is never a run's to delete"
+    except (OSError, RuntimeError):
+        return f"{folder} cannot be resolved"
     if folder.is_dir() and is_locked(folder):
         return f"run in {folder} is still being written by a live process; cancel it or wait for it to end"
     return None

@@ -271,3 +271,11 @@ def test_a_manifest_file_name_is_a_plain_name_inside_the_run():
         assert runs.unsafe_file_name(name) is None
     for name in ("../x", "/etc/passwd", "a/b/c", "fhir/../x", "other/x.csv", "", ".", "x\x00y", "a\\..\\b", None, 3):
         assert runs.unsafe_file_name(name), name
+
+
+def test_the_runs_folder_and_its_parents_are_never_a_run_to_delete(tmp_path):
+    root = tmp_path / "data" / "runs"
+    root.mkdir(parents=True)
+    for folder in (root, root.parent, tmp_path, "/"):
+        assert "never a run's to delete" in runs.deletable(folder, root)
+    assert runs.deletable(root / "20260101T000000Z-00000001", root) is None

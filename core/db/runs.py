@@ -194,7 +194,13 @@ def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True, *, roo
         raise LookupError(f"no run {run_id!r} in the database")
     if row.status == "running" and not _is_dead(row.host, row.pid):
         raise ValueError(f"run {run_id!r} is still running (process {row.pid} on {row.host}); cancel it first")
-    busy = run_folders.deletable(row.out_dir, root or ".") if row.out_dir else None
+    folder = Path(row.out_dir) if row.out_dir else None
+    if folder is not None and root is not None:
+        busy = run_folders.deletable(folder, root)
+    elif folder is not None and folder.is_dir() and run_folders.is_locked(folder):
+        busy = f"run {run_id!r} is still being written by a live process; cancel it first"
+    else:
+        busy = None
     if busy:
         raise run_folders.RunInProgress(busy)
     drop_run_rows(engine, row.run_key)
