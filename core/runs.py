@@ -134,7 +134,7 @@ class Staging:
                 os.replace(tmp, final)
                 renamed.append(final)
             mine = {final.resolve() for _, final in self.pending}
-            for path in _files_of_a_run(folder, previous):  # a replaced run's files that this run did not overwrite
+            for path in _files_of_a_run(folder, previous):  # the replaced run's files that this run did not overwrite
                 if path.resolve() not in mine:
                     path.unlink(missing_ok=True)
             _remove_empty(folder / FHIR_FOLDER)
@@ -154,17 +154,13 @@ class Staging:
 
 
 def _files_of_a_run(folder: Path, manifest: dict | None) -> list[Path]:
-    """The files a run wrote into ``folder`` under final names: those its manifest lists (plain names only) and
-    any other name only a run writes (e.g. a dead run's other format)."""
+    """The files a run wrote into ``folder`` under final names, as its manifest lists them (plain names only):
+    a file the manifest does not list (the operator's own) is never a run's to remove."""
     names = set()
     for entry in (manifest or {}).get("files") or []:
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str) and unsafe_file_name(name) is None:
             names.add(name)
-    for path in _listing(folder):
-        rel = path.relative_to(folder).as_posix()
-        if RUN_FILE.match(rel):
-            names.add(rel)
     return [folder / name for name in sorted(names) if (folder / name).is_file()]
 
 
@@ -317,13 +313,15 @@ def is_locked(folder: str | os.PathLike) -> bool:
 
 
 def leftovers(folder: str | os.PathLike) -> list[Path]:
-    """What a run that did not end left in ``folder``: temporary files (and spill files) always; with no manifest,
-    also a run's files under final names (a run killed while it renamed them). Only meaningful while holding the
-    folder's lock: without it the temporary files may be a live run's."""
+    """What a run that did not end left in ``folder``: its temporary files (and spill files); and, when it was
+    killed while renaming its files into place (its manifest's temporary file is there, its manifest is not),
+    the files it had renamed. Only meaningful while holding the folder's lock: without it the temporary files may
+    be a live run's. A file no run writes under that name is never one."""
     folder = Path(folder)
     files = _listing(folder)
     found = [p for p in files if TEMP_FILE.match(p.name)]
-    if read_manifest(folder) is None:
+    cut_short = any(p.name.startswith(f".{MANIFEST}.partial-") for p in found)
+    if cut_short and read_manifest(folder) is None:
         found += [p for p in files if RUN_FILE.match(p.relative_to(folder).as_posix())]
     return sorted(found)
 

@@ -279,3 +279,20 @@ def test_the_runs_folder_and_its_parents_are_never_a_run_to_delete(tmp_path):
     for folder in (root, root.parent, tmp_path, "/"):
         assert "never a run's to delete" in runs.deletable(folder, root)
     assert runs.deletable(root / "20260101T000000Z-00000001", root) is None
+
+
+def test_what_a_dead_run_left_is_its_temporary_files_never_an_operators_file(tmp_path):
+    folder = tmp_path / "exercise-data"
+    folder.mkdir()
+    (folder / "patients.csv").write_text("the operator's own table")  # a name a run could write, but no run did
+    (folder / ".events.csv.partial-00ff00ff").write_text("x")
+    (folder / ".Bundle.ndjson.block-1a2b3c4d-16385").write_text("x")
+    assert runs.remove_leftovers(folder) == (2, 2)
+    assert names(folder) == ["patients.csv"]
+    # a run killed while renaming its files into place: its manifest's temporary file says so
+    cut = tmp_path / "cut-short"
+    cut.mkdir()
+    (cut / ".manifest.json.partial-12345678").write_text("{}")
+    (cut / "events.csv").write_text("renamed before the kill")
+    (cut / ".vitals.csv.partial-87654321").write_text("not yet renamed")
+    assert runs.remove_leftovers(cut)[0] == 3 and names(cut) == []
