@@ -288,7 +288,6 @@ def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = (
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_start,
                                initargs=(os.getpid(),))
-    finished = False
     try:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
@@ -302,10 +301,8 @@ def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = (
             if (result := _result(pending.popleft(), stop)) is _STOPPED:
                 return
             yield result
-        finished = True
-    finally:
-        if not finished:  # cancelled or failed: the blocks in the workers are nobody's, stop them now
-            _stop_workers(pool)
+    finally:  # blocks not started are dropped; a worker ends once its block is done (killing it mid-message
+        # could leave the pool's result pipe half-written, and the shutdown waiting for the rest for ever)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -322,17 +319,6 @@ def _result(future, stop):
         except FutureTimeout:
             if stop.is_set():
                 return _STOPPED
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the pool's worker processes at once (SIGTERM, their default) and wait for them: whatever a worker was
-    writing (a FHIR spill file) is then no longer written, and the caller may remove it."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=30)
 
 
 @contextmanager
