@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -372,9 +372,9 @@ class JobRegistry:
         database's runs when it answers (those have no stamp or reason, and ``on_disk`` False without a folder).
         """
         history = {r["run_id"]: r for r in runs.list_runs(self.runs_root)}
-        for job in self.jobs():  # folders of running jobs have no manifest yet
-            if job.active and job.run_id in history:
-                history[job.run_id].update(status=job.status, patients=job.patients_total)
+        for job in self.jobs():  # folders of running jobs have no manifest yet (or no folder: starting)
+            if job.active:
+                history.setdefault(job.run_id, _job_row(job)).update(status=job.status, patients=job.patients_total)
         engine, db = self.engine(), _db()
         if engine is not None:
             try:
@@ -434,6 +434,17 @@ class JobRegistry:
             self._jobs.pop(run_id, None)
         self._bump()
         return {"folder_removed": removed, "unregistered": row is not None, "folder": str(folder)}
+
+
+def _job_row(job: Job) -> dict:
+    """The row of a job whose process has not made its folder yet (a core.runs.list_runs row's keys)."""
+    started = datetime.fromtimestamp(job.submitted_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"run_id": job.run_id, "status": job.status, "scenario_name": job.scenario_name,
+            "scenario_version": job.scenario_version, "seed": job.seed, "patients": job.patients_total,
+            "format": job.fmt, "compressed": job.compress, "encrypted": job.encrypted, "created_at": started,
+            "finished_at": None, "elapsed_s": None, "patients_per_s": None, "peak_rss_mb": None, "bytes": 0,
+            "files": 0, "out_dir": str(job.out_dir), "persisted": False, "error": None, "on_disk": False,
+            "mtime_ns": 0, "stamp": "missing", "reason": runs.why_not_explorable({"status": job.status})}
 
 
 def _one_type(row: dict) -> dict:

@@ -83,8 +83,10 @@ def failure_reason(exc: BaseException) -> str:
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno is not None:
             return os_reason(seen)
-        seen = seen.__cause__ or seen.__context__
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     text = " ".join(str(exc).split())
+    if isinstance(exc, OutputFolderError):  # already says what is wrong, in the user's words
+        return text
     found = _ERRNO_TEXT.search(text)
     if found and int(found[1]) in _OS_REASONS:
         return os_reason(OSError(int(found[1]), "", found[2]) if found[2] else OSError(int(found[1]), ""))

@@ -119,9 +119,9 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base: dict[str, Any] | None = None) -> "Scenario":
         """Validate ``data`` (fields it leaves out come from ``base``, by default the default scenario)."""
+        _check_depth(data)
         if not isinstance(data, dict):
             raise ScenarioError([f"a scenario must be a JSON object, got {type(data).__name__}"])
-        _check_depth(data)
         merged = dict(reference.default_scenario() if base is None else base)
         merged.update(data)
         return _Validator(merged).build()
@@ -240,7 +240,7 @@ def load_scenario(name_or_path: str | Path | None = None) -> Scenario:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError([f"scenario file {path} is not UTF-8 text (byte {exc.start})"]) from None
-    return Scenario.from_dict(_loads(text, f"scenario file {path}"))
+    return Scenario.from_dict(_loads(text, f"scenario file {path} is "))
 
 
 def preset(preset_id: str) -> Scenario:
@@ -256,19 +256,20 @@ def preset(preset_id: str) -> Scenario:
 
 def parse_json(text: str) -> Scenario:
     """A scenario from JSON text (an upload, an import); errors are ScenarioError."""
-    return Scenario.from_dict(_loads(text, "the scenario"))
+    return Scenario.from_dict(_loads(text, ""))
 
 
-def _loads(text: str, what: str) -> Any:
-    """JSON text as Python values; anything JSON cannot hold sensibly is a ScenarioError naming ``what``."""
+def _loads(text: str, where: str) -> Any:
+    """JSON text as Python values; anything JSON cannot hold sensibly is a ScenarioError (``where``: e.g.
+    "scenario file x.json is ", put before "not valid JSON")."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError([f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+        raise ScenarioError([f"{where}not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
     except RecursionError:
-        raise ScenarioError([f"{what} nests values more than {MAX_DEPTH} levels deep: not a scenario"]) from None
-    except ValueError as exc:  # an integer of more than 4,300 digits
-        raise ScenarioError([f"{what} holds a value JSON cannot read here ({_one_line(str(exc))[:120]})"]) from None
+        raise ScenarioError([f"{where}not a scenario: values nested more than {MAX_DEPTH} levels deep"]) from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits from text
+        raise ScenarioError([f"{where}not a scenario: it holds a number of more than 4,300 digits"]) from None
 
 
 def _check_depth(data: Any) -> None:
@@ -277,7 +278,7 @@ def _check_depth(data: Any) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ScenarioError([f"the scenario nests values more than {MAX_DEPTH} levels deep: not a scenario"])
+            raise ScenarioError([f"not a scenario: values nested more than {MAX_DEPTH} levels deep"])
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, (list, tuple)):

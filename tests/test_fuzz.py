@@ -207,7 +207,8 @@ def test_the_refusals_name_the_field_and_what_is_allowed():
     assert "199,995 more" in problem(KNOWN["200,000 unknown nation codes"])
     assert "4,301 digits" in problem(KNOWN["an integer of 4,301 digits"]) or "digits" in problem(
         KNOWN["an integer of 4,301 digits"])
-    assert "levels deep" in problem(KNOWN["nested 990 levels"])
+    assert "levels deep" in problem(KNOWN["nested 990 levels"]) and "levels deep" in problem(
+        KNOWN["nested 990 levels inside a field"])
 
 
 def test_the_earliest_and_latest_start_run_inside_their_window():

@@ -106,7 +106,7 @@ def test_a_failed_run_shows_its_reason(data_dir):
     registry.wait(registry.submit(load_scenario("default").with_overrides(patients=2_000), run_id=run_id).run_id, 60)
     at = open_generate()
     message = texts(at.error)
-    assert f"Run {run_id} failed: FileExistsError" in message
+    assert f"Run {run_id} failed: cannot use " in message and "a file of that name exists" in message
 
 
 def test_scenario_error_from_the_scenario_page_blocks_generate(data_dir):

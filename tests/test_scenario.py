@@ -13,6 +13,7 @@ from core.scenario import Scenario, ScenarioError, load_scenario
 
 PRESET_IDS = ("nato_article_5", "peacekeeping", "urban_assault", "cbrn_incident", "training_exercise",
               "mass_casualty", "arctic_operation", "maritime_operation")
+PLAN_PRESET_IDS = ("brigade_falklands", "brigade_okinawa")  # presets with a medical plan (tests/test_capacity.py)
 
 # DOMAIN.md §2.2: patients, days, the single warfare type that dominates, intensity
 PRESET_TABLE = {
@@ -54,8 +55,8 @@ def test_default_scenario_loads_with_documented_defaults():
     assert s.horizon > s.end > s.start
 
 
-def test_presets_are_the_eight_documented_ids():
-    assert tuple(reference.presets()) == PRESET_IDS
+def test_presets_are_the_documented_ids():
+    assert tuple(reference.presets()) == PRESET_IDS + PLAN_PRESET_IDS
 
 
 @pytest.mark.parametrize("preset_id", PRESET_IDS)
