@@ -1,6 +1,16 @@
-"""Command line: python -m core generate|presets|validate|decrypt|bench ...
+"""Command line: python -m core generate|presets|validate|calibrate|replicate|decrypt|db|bench ...
 
-Bad input ends with exit code 2 and one line on stderr that says what is wrong and what is allowed.
+Every error is one line on stderr (never a traceback). Exit codes:
+
+    0    done
+    1    the run failed on its way (disk full, an I/O error, a worker that died): the manifest says ``failed``
+         and no data file is left under a final name; also any other operating-system error
+    2    bad input: arguments, the scenario, an output folder that cannot be used (not writable, read-only,
+         a file in its path, a name too long, in use by another run, holding a run without --force), a
+         decrypt target that cannot be written, a DATABASE_URL that is not allowed
+    3    generate --db: the files are complete but the run did not reach the database
+    4    db migrate|status: the database cannot be reached
+    130  cancelled by Ctrl-C (SIGINT); 143 cancelled by SIGTERM: the manifest says ``cancelled``, no data files
 """
 from __future__ import annotations
 
@@ -21,9 +31,20 @@ except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(130)
 
+EXIT_FAILED = 1         # the run failed on its way (disk full, I/O error); other operating-system errors
 EXIT_BAD_INPUT = 2
 EXIT_NOT_PERSISTED = 3  # --db: the files are complete but the run did not reach the database
 EXIT_DB_DOWN = 4        # db migrate|status: the database cannot be reached
+EXIT_CANCELLED = 130    # 128 + SIGINT; a SIGTERM ends with 128 + 15
+
+
+EXIT_CODES = """exit codes:
+  0    done
+  1    the run failed on its way (disk full, I/O error): its manifest says failed, no data file is left
+  2    bad input: arguments, scenario, an output folder that cannot be used or is in use, a DATABASE_URL
+  3    generate --db: the files are complete but the run did not reach the database
+  4    db migrate|status: the database cannot be reached
+  130  cancelled by Ctrl-C (SIGINT); 143 cancelled by SIGTERM: the manifest says cancelled, no data file is left"""
 
 
 class BadInput(Exception):
@@ -66,7 +87,7 @@ def _patients_arg(text: str) -> int | str:
 
 
 def cmd_generate(args) -> int:
-    from core.run import check_output_dir, generate_run
+    from core.run import OutputFolderError, cancel_on_signals, check_output_dir, failure_reason, generate_run, shown
     scenario = load_scenario(args.scenario)
     force_mode = args.patients == "force"
     scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days,
@@ -86,21 +107,35 @@ def cmd_generate(args) -> int:
             sys.stderr.write(_bar(p.patients_done, p.patients_total, p.rate, p.eta_s))
             sys.stderr.flush()
 
+    def notice(text: str) -> None:
+        print(f"note: {text}", file=sys.stderr)
+
     cancel = threading.Event()
     db_kwargs, db_down = _db_engine_for_run(args) if args.db else ({}, None)
     if scenario.medical_plan is not None:
         _prepare_capacity_model(quiet=args.quiet)
-    try:
-        manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
-                                chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
-                                cancel=cancel, fhir_profile=args.fhir_profile, **db_kwargs)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    with cancel_on_signals(cancel) as received:
+        try:
+            manifest = generate_run(scenario, out, fmt=args.format, compress=args.compress, password=password,
+                                    chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
+                                    cancel=cancel, fhir_profile=args.fhir_profile, force=args.force,
+                                    on_notice=notice, **db_kwargs)
+        except OutputFolderError as exc:
+            raise BadInput(str(exc)) from None
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        except Exception as exc:  # recorded in the manifest as failed; no data file under a final name
+            if tty:
+                sys.stderr.write("\n")
+            print(f"error: run failed: {failure_reason(exc)}; no data files were left in {shown(out)}",
+                  file=sys.stderr)
+            return EXIT_FAILED
     if tty:
         sys.stderr.write("\n")
     if manifest["status"] != "completed":
-        print(f"run {manifest['status']}: no data files were left in {out}", file=sys.stderr)
-        return 130
+        kept = " (the earlier run there is unchanged)" if manifest.get("kept_previous_run") else ""
+        print(f"run {manifest['status']}: no data files were left in {shown(out)}{kept}", file=sys.stderr)
+        return 128 + (received[0] if received else 2)
     if not args.quiet:
         _summary(manifest, out)
     if args.db and not manifest.get("persisted"):
@@ -144,19 +179,29 @@ def _db_engine_for_run(args) -> tuple[dict, str | None]:
 
 
 def cmd_db(args) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from core import db
     try:
         engine = db.create_engine()
-        if args.action == "migrate":
+        if args.action == "migrate":  # the operator asks: this may add our tables beside a database's own
             before = db.schema_revision(engine)
-            after = db.migrate(engine)
+            after = db.migrate(engine, adopt=True)
             print(f"{db.describe(engine)}: schema {before or 'empty'} -> {after} (head {db.head_revision()})")
             return 0
         info = db.status(engine)
         print(f"database  {info['database']} ({info['dialect']})")
+        if info["foreign"]:
+            print(f"schema    not this project's: {info['foreign']}")
+            return 1
         print(f"schema    {info['revision'] or 'empty'} (head {info['head']})")
-        print(f"runs      {info['runs']:,} ({info['persisted_runs']:,} with their tables), "
-              f"scenarios {info['scenarios']:,}")
+        if info["runs"] is not None:
+            print(f"runs      {info['runs']:,} ({info['persisted_runs']:,} with their tables, {info['running']:,} "
+                  f"being written), scenarios {info['scenarios']:,}")
+        if info["recovered"]:
+            shown = ", ".join(info["recovered"][:5]) + (" ..." if len(info["recovered"]) > 5 else "")
+            print(f"cleaned   {len(info['recovered']):,} interrupted run(s) marked failed and their half-loaded "
+                  f"rows dropped: {shown}")
         pool = info["pool"]
         print(f"pool      budget {pool['budget']} (size {pool['size']} + overflow), checked out {pool['checked_out']}")
         return 0 if info["revision"] == info["head"] else 1
@@ -165,16 +210,20 @@ def cmd_db(args) -> int:
     except db.DatabaseUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DB_DOWN
+    except SQLAlchemyError as exc:  # e.g. migrate into a database whose own tables clash with ours
+        print(f"error: {db.redact(' '.join(str(getattr(exc, 'orig', None) or exc).split())[:300])}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _summary(m: dict, out: Path) -> None:
     total = sum(f["bytes"] for f in m["files"])
+    name = f"scenario '{m['scenario']['name']}'" if m.get("scenario") else "scenario encrypted (scenario.json.enc)"
     lines = [
-        f"Run {m['run_id']} completed: {m['patients']:,} patients, scenario '{m['scenario']['name']}', seed {m['seed']}",
+        f"Run {m['run_id']} completed: {m['patients']:,} patients, {name}, seed {m['seed']}",
         f"  time      {m['elapsed_s']:.2f} s   ({m['patients_per_s']:,.0f} patients/s)",
         f"  memory    {m['peak_rss_mb']:.0f} MB peak RSS",
         f"  realism   {m['calibration']['pass']} published targets met, {m['calibration']['warn']} warnings "
-        f"(calibration.json)",
+        f"({'calibration.json.enc' if m['encrypted'] else 'calibration.json'})",
         f"  output    {out}  ({total / 2**20:,.1f} MB, {m['format']}"
         f"{', gzip' if m['compressed'] else ''}{', AES-256-GCM' if m['encrypted'] else ''})",
     ]
@@ -250,21 +299,29 @@ def cmd_check(args) -> int:
 
 
 def cmd_decrypt(args) -> int:
+    from core.run import os_reason
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
         raise BadInput(f"{src} is not a file")
+    if dst.is_dir():
+        raise BadInput(f"{dst} is a folder; give the name of the file to write")
     if dst.exists() and not args.force:
         raise BadInput(f"{dst} exists; choose another name or pass --force")
+    if not dst.parent.is_dir():
+        raise BadInput(f"cannot write {dst}: the folder {dst.parent} does not exist")
     try:
         decrypt_file(src, dst, _password(confirm=False))
     except DecryptionError as exc:
         raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot decrypt {src} into {dst}: {os_reason(exc)}") from None
     print(f"decrypted {src} -> {dst}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m core", description="Synthetic NATO casualty generator (engine and CLI).")
+    p = _Parser(prog="python -m core", description="Synthetic NATO casualty generator (engine and CLI).",
+                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
     g = sub.add_parser("generate", help="generate a run into a folder")
     g.add_argument("--scenario", help="preset id (see `presets`), 'default', or a scenario JSON file")
@@ -306,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=cmd_calibrate)
     r = sub.add_parser("replicate", help="run a scenario over many seeds: each report figure with its mean and "
-                                         "95 % interval")
+                                         "95 %% interval")
     r.add_argument("--scenario", help="preset id, 'default', or a scenario JSON file")
     r.add_argument("--runs", type=int, default=50, help="replications (1 to 1,000; default 50)")
     r.add_argument("--patients", type=_patients_arg, help="patients per run, or 'force' (from force sizes)")
@@ -344,7 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
+    except OSError as exc:  # anything the operating system refused that no command turned into a message
+        from core.run import os_reason
+        print(f"error: {os_reason(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ def open_run(folder: str | Path) -> Run:
     manifest = runs.read_manifest(folder)
     if manifest is None:
         raise RunNotExplorable(f"{folder} holds no readable {runs.MANIFEST} (not a run folder)")
-    reason = runs.why_not_explorable(manifest)
+    reason = runs.why_not_explorable(manifest) or runs.check_file_names(folder, manifest)
     if reason:
         raise RunNotExplorable(f"run {manifest.get('run_id') or folder.name}: {reason}")
     return Run(folder, manifest)

@@ -8,8 +8,13 @@ one day's arrival skeleton, whatever N is.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import threading
+import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Callable, Iterator
@@ -267,42 +272,85 @@ def _prepare(args) -> Prepared:
     return prepare_block(scenario, _environment(scenario), block, sk)
 
 
-def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = ()) -> Iterator:
+def _in_order(work: Callable, scenario: Scenario, workers: int, extra: tuple = (), stop=None) -> Iterator:
     """``work((scenario, block, skeleton, *extra))`` for every block, in block order, here or in ``workers``
-    processes; bounded in-flight work keeps memory flat when the consumer is slower than the workers."""
+    processes; bounded in-flight work keeps memory flat when the consumer is slower than the workers. With
+    ``stop`` (a threading.Event) set, it ends early: a cancelled run does not wait for a block nobody reads."""
     plan = arrivals.make_plan(scenario)
     skeletons = arrivals.blocks(plan, BLOCK)
     if workers <= 1:
         _worker_env.clear()
         _worker_env[scenario.sha256()] = plan.env
         for b, sk in enumerate(skeletons):
+            if stop is not None and stop.is_set():
+                return
             yield work((scenario, b, sk, *extra))
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_start,
+                               initargs=(os.getpid(),))
+    try:
         pending: deque = deque()
         for b, sk in enumerate(skeletons):
-            pending.append(pool.submit(work, (scenario, b, sk, *extra)))
+            with _signals_blocked():  # a worker starts inside submit and keeps this mask for its whole life
+                pending.append(pool.submit(work, (scenario, b, sk, *extra)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                if (result := _result(pending.popleft(), stop)) is _STOPPED:
+                    return
+                yield result
         while pending:
-            yield pending.popleft().result()
+            if (result := _result(pending.popleft(), stop)) is _STOPPED:
+                return
+            yield result
+    finally:  # blocks not started are dropped; a worker ends once its block is done (killing it mid-message
+        # could leave the pool's result pipe half-written, and the shutdown waiting for the rest for ever)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_STOPPED = object()
+
+
+def _result(future, stop):
+    """The future's result, or _STOPPED as soon as ``stop`` is set (checked ten times a second)."""
+    if stop is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            if stop.is_set():
+                return _STOPPED
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM held back in this thread meanwhile (delivered after, never lost). A worker process
+    started meanwhile inherits the mask, so a Ctrl-C to the process group while it starts up (importing for a
+    second or so) cannot interrupt it with a traceback; ``_worker_start`` then decides."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def blocks(scenario: Scenario, workers: int = 1, transform: Callable[[Batch], Any] | None = None,
-           simulation=None) -> Iterator:
+           simulation=None, stop=None) -> Iterator:
     """Blocks of BLOCK patients in patient-id order, generated here or in ``workers`` processes.
 
     With ``transform`` (a picklable top-level callable) yields ``(block, transform(block))`` pairs instead, the
     transform run where the block was made: in the worker process when ``workers`` > 1. A scenario with a medical
     plan runs it in this process (``simulation``: a core.capacity.model.Simulation to read afterwards, else a new
-    one); its blocks come out once every journey in them is settled."""
+    one); its blocks come out once every journey in them is settled. ``stop``: see ``stream``."""
     if scenario.medical_plan is not None:
-        yield from _planned(scenario, workers, transform, simulation)
+        yield from _planned(scenario, workers, transform, simulation, stop)
         return
-    yield from _in_order(_work, scenario, workers, (transform,))
+    yield from _in_order(_work, scenario, workers, (transform,), stop)
 
 
-def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterator:
+def _planned(scenario: Scenario, workers: int, transform, simulation, stop=None) -> Iterator:
     from core.capacity.model import Simulation
     sim = simulation if simulation is not None else Simulation(scenario)
 
@@ -312,13 +360,15 @@ def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterato
             yield batch if transform is None else (batch, transform(batch))
 
     try:
-        for prep in _in_order(_prepare, scenario, workers):
+        for prep in _in_order(_prepare, scenario, workers, stop=stop):
             rows, prep.capacity = prep.capacity, None
             sk = prep.sk
             incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
                          | sk.incident.astype(np.int64))
             sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
             yield from settled()
+        if stop is not None and stop.is_set():
+            return
         sim.finish()
         yield from settled()
     finally:
@@ -326,20 +376,23 @@ def _planned(scenario: Scenario, workers: int, transform, simulation) -> Iterato
 
 
 def stream(scenario: Scenario, chunk_size: int = BLOCK_DEFAULT, workers: int = 1,
-           transform: Callable[[Batch], Any] | None = None, simulation=None) -> Iterator:
+           transform: Callable[[Batch], Any] | None = None, simulation=None, stop=None) -> Iterator:
     """Batches of ``chunk_size`` patients (the four contract tables), patients 1..N in order.
 
     With ``transform`` (a picklable top-level callable, run on each BLOCK in the worker that generated it) yields
     ``(batch, extras)``: ``extras`` lists, in order, the transform results of the blocks whose last patient is in
-    this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size."""
+    this batch, so every block's result comes exactly once, with or after its last rows, whatever the chunk size.
+
+    ``stop`` (a threading.Event, e.g. a run's cancel): once set, the stream ends early, without waiting for the
+    blocks still being made (the consumer then knows it was stopped)."""
     check_options(chunk_size, workers)
     if transform is None:
-        yield from rechunk(blocks(scenario, workers, simulation=simulation), chunk_size)
+        yield from rechunk(blocks(scenario, workers, simulation=simulation, stop=stop), chunk_size)
         return
     done: deque = deque()  # (last patient id of a block, its transform result), in block order
 
     def tagged() -> Iterator[Batch]:
-        for block, extra in blocks(scenario, workers, transform, simulation):
+        for block, extra in blocks(scenario, workers, transform, simulation, stop):
             done.append((block.last_id if block.size else 0, extra))
             yield block
 
@@ -360,3 +413,19 @@ def check_options(chunk_size: int, workers: int) -> None:
 def generate(scenario: Scenario, simulation=None) -> Batch:
     """The whole run in memory (small runs, tests and previews only)."""
     return _concat(list(blocks(scenario, simulation=simulation)))
+
+
+def _worker_start(parent: int) -> None:
+    """A worker process's first act: Ctrl-C reaches the whole process group, and the main process cancels the run
+    (core.run.cancel_on_signals), so the worker ignores it and finishes its block; SIGTERM keeps its default (the
+    pool's own shutdown of a broken pool relies on it). A worker whose main process was killed exits too."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # before unblocking: a Ctrl-C held back meanwhile is dropped
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    threading.Thread(target=_exit_with, args=(parent,), name="mpg-worker-parent", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)  # the main process is gone (kill -9): nobody will read this worker's blocks

@@ -30,14 +30,37 @@ MAX_FRONTS = 20
 MAX_SEED = 2**63 - 1
 MAX_NAME_LEN = 200
 MAX_DESCRIPTION_LEN = 2000
+MAX_SPECIAL_EVENTS = 500
+MAX_ENVIRONMENT = 200
+MAX_TEMPO_ANCHORS = 1000
+MAX_ANCHOR = 1e6            # a tempo anchor is a relative weight: 1e6 to 1 is already more than any scenario needs
+MIN_FRONT_SHARE = 1e-6      # of all casualties: a smaller front would get no patient and no arrivals to draw from
+# times stay where every format and library reads them (a run's times end at start + 180 days + 60 days' follow-up)
+EARLIEST_START = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST_START = datetime(2200, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+MAX_DEPTH = 16              # a scenario nests 6 levels at most (medical_plan.fronts.<front>.r2_basic.count)
+MAX_FILE_BYTES = 16 << 20   # a scenario file is a few KB; anything this large is not one
+MAX_SHOWN_PROBLEMS = 10     # an error message lists this many problems, then counts the rest
+MAX_PROBLEM_LEN = 300       # and shows each in at most this many characters
 
 
 class ScenarioError(ValueError):
-    """One or more problems with a scenario; ``str()`` is a single line listing them all."""
+    """One or more problems with a scenario; ``str()`` is a single line of bounded length listing the first
+    ``MAX_SHOWN_PROBLEMS`` (each cut to ``MAX_PROBLEM_LEN`` characters) and counting the rest; ``problems`` has
+    them all."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("; ".join(problems))
+        shown = [_one_line(p) for p in problems[:MAX_SHOWN_PROBLEMS]]
+        if len(problems) > MAX_SHOWN_PROBLEMS:
+            shown.append(f"and {len(problems) - MAX_SHOWN_PROBLEMS:,} more problem(s)")
+        super().__init__("; ".join(shown))
+
+
+def _one_line(text: str) -> str:
+    """A problem as printable one-line text of bounded length (no newline, no lone surrogate)."""
+    text = " ".join(str(text).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_PROBLEM_LEN else text[:MAX_PROBLEM_LEN - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -96,6 +119,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base: dict[str, Any] | None = None) -> "Scenario":
         """Validate ``data`` (fields it leaves out come from ``base``, by default the default scenario)."""
+        _check_depth(data)
         if not isinstance(data, dict):
             raise ScenarioError([f"a scenario must be a JSON object, got {type(data).__name__}"])
         merged = dict(reference.default_scenario() if base is None else base)
@@ -200,17 +224,23 @@ def load_scenario(name_or_path: str | Path | None = None) -> Scenario:
     if key in presets:
         return preset(key)
     path = Path(key)
-    if not path.exists():
-        raise ScenarioError([f"scenario '{key}' is neither a preset ({', '.join(['default', *presets])}) "
-                             f"nor an existing JSON file"])
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([f"cannot read scenario file {path}: {exc}"]) from None
-    except json.JSONDecodeError as exc:
-        raise ScenarioError([f"scenario file {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                             f"column {exc.colno}"]) from None
-    return Scenario.from_dict(data)
+        if not path.exists():
+            raise ScenarioError([f"scenario '{key}' is neither a preset ({', '.join(['default', *presets])}) "
+                                 f"nor an existing JSON file"])
+        if not path.is_file():  # a FIFO would wait for a writer for ever, a device never ends
+            raise ScenarioError([f"scenario file {path} is not a regular file"])
+        with open(path, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError([f"cannot read scenario file {path}: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError([f"scenario file {path} is larger than {MAX_FILE_BYTES >> 20} MB: not a scenario"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([f"scenario file {path} is not UTF-8 text (byte {exc.start})"]) from None
+    return Scenario.from_dict(_loads(text, f"scenario file {path} is "))
 
 
 def preset(preset_id: str) -> Scenario:
@@ -226,18 +256,59 @@ def preset(preset_id: str) -> Scenario:
 
 def parse_json(text: str) -> Scenario:
     """A scenario from JSON text (an upload, an import); errors are ScenarioError."""
+    return Scenario.from_dict(_loads(text, ""))
+
+
+def _loads(text: str, where: str) -> Any:
+    """JSON text as Python values; anything JSON cannot hold sensibly is a ScenarioError (``where``: e.g.
+    "scenario file x.json is ", put before "not valid JSON")."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError([f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
-    return Scenario.from_dict(data)
+        raise ScenarioError([f"{where}not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+    except RecursionError:
+        raise ScenarioError([f"{where}not a scenario: values nested more than {MAX_DEPTH} levels deep"]) from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits from text
+        raise ScenarioError([f"{where}not a scenario: it holds a number of more than 4,300 digits"]) from None
+
+
+def _check_depth(data: Any) -> None:
+    """Refuse values nested deeper than any scenario (checked without recursion, before anything reads them)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ScenarioError([f"not a scenario: values nested more than {MAX_DEPTH} levels deep"])
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
 
 
 # --- validation -------------------------------------------------------------------------------------------
 
 def _fmt(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    """A value as it appears in a message: short, one line, whatever it is."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a whole number of about {int(value.bit_length() * 0.30103):,} digits"
+    if isinstance(value, str):
+        text = repr(value[:80])  # escapes control characters and lone surrogates
+    elif isinstance(value, (list, dict)) and len(value) > 20:
+        text = f"a {'list' if isinstance(value, list) else 'object'} of {len(value):,} entries"
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError, TypeError):
+            text = f"a {type(value).__name__}"
+    text = _one_line(text)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real number (an int of any size, or a float that is neither NaN nor infinite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _normalised(shares: dict) -> dict:
@@ -269,7 +340,7 @@ class _Validator:
         return value
 
     def number(self, where: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float | None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = _finite(value)  # an int of any size compares exactly below; float() only once it is in range
         if ok:
             ok = (value > low if low_open else value >= low) and value <= high
         if not ok:
@@ -277,6 +348,12 @@ class _Validator:
             self.bad(where, value, f"a number {lower} and at most {high}")
             return None
         return float(value)
+
+    def unknown_fields(self, where: str, given: dict, allowed: tuple[str, ...]) -> None:
+        extra = [k for k in given if k not in allowed]
+        if extra:
+            shown = ", ".join(_fmt(k) for k in extra[:5]) + (f" and {len(extra) - 5:,} more" if len(extra) > 5 else "")
+            self.problems.append(f"{where}: unknown field(s) {shown} (allowed: {', '.join(allowed)})")
 
     def choice(self, where: str, value: Any, allowed: tuple[str, ...]) -> str | None:
         if value not in allowed:
@@ -292,6 +369,11 @@ class _Validator:
         if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
             self.bad(where, value, "text without control characters")
             return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no file, database or browser can hold it
+            self.bad(where, value, "valid Unicode text (it holds a lone surrogate)")
+            return None
         return value.strip() if required else value
 
     def shares(self, where: str, value: Any, allowed: tuple[str, ...] | None, *, exact_sum: bool,
@@ -301,10 +383,14 @@ class _Validator:
             self.bad(where, value, "an object of name: share with at least one positive share")
             return None
         out: dict[str, float] = {}
+        unknown = [key for key in value if allowed is not None and key not in allowed]
+        if unknown:  # one problem for them all: a table of 200,000 unknown codes is still one line
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            self.problems.append(f"{where}: {', '.join(map(_fmt, unknown[:5]))}{more} "
+                                 f"{'is' if len(unknown) == 1 else 'are'} not allowed "
+                                 f"({allowed_hint or ('keys from ' + ', '.join(allowed))})")
+            return None
         for key, share in value.items():
-            if allowed is not None and key not in allowed:
-                self.bad(f"{where}", key, allowed_hint or ("keys from " + ", ".join(allowed)))
-                continue
             num = self.number(f"{where}.{key}", share, 0.0, 1e9)
             if num is not None:
                 out[key] = num
@@ -323,19 +409,19 @@ class _Validator:
     def tempo(self, where: str, value: Any) -> str | tuple[float, ...] | None:
         if isinstance(value, str):
             return self.choice(where, value, TEMPOS)
-        if isinstance(value, list) and len(value) >= 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                for v in value):
+        if isinstance(value, list) and 2 <= len(value) <= MAX_TEMPO_ANCHORS and all(
+                _finite(v) and 0 < v <= MAX_ANCHOR for v in value):
             return tuple(float(v) for v in value)
-        self.bad(where, value, "one of " + ", ".join(TEMPOS) + ", or a list of at least 2 positive anchors")
+        self.bad(where, value, "one of " + ", ".join(TEMPOS) + f", or a list of 2 to {MAX_TEMPO_ANCHORS:,} "
+                 f"positive anchors of at most {MAX_ANCHOR:,.0f}")
         return None
 
     def build(self) -> Scenario:
         d = self.data
         known = set(Scenario.__dataclass_fields__)
         for key in d:
-            if key not in known and not key.startswith("_"):
-                self.problems.append(f"unknown field '{key}' (allowed: {', '.join(sorted(known))})")
+            if not isinstance(key, str) or (key not in known and not key.startswith("_")):
+                self.problems.append(f"unknown field {_fmt(key)} (allowed: {', '.join(sorted(known))})")
         name = self.text("name", d.get("name"), MAX_NAME_LEN)
         description = self.text("description", d.get("description", ""), MAX_DESCRIPTION_LEN, required=False)
         patients = self.integer("patients", d.get("patients"), 1, MAX_PATIENTS)
@@ -376,16 +462,19 @@ class _Validator:
                         care_quality=care_quality, medical_plan=plan)
 
     def start(self, value: Any) -> datetime | None:
-        if isinstance(value, str):
+        allowed = (f"an ISO 8601 UTC timestamp from {EARLIEST_START:%Y-%m-%d} to {LATEST_START:%Y-%m-%d}, "
+                   f"such as 2025-06-01T00:00:00Z")
+        if isinstance(value, str) and len(value) <= 64:
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                parsed = None
-            if parsed is not None:
                 if parsed.tzinfo is None:
                     parsed = parsed.replace(tzinfo=timezone.utc)
-                return parsed.astimezone(timezone.utc).replace(microsecond=0)
-        self.bad("start", value, "an ISO 8601 UTC timestamp such as 2025-06-01T00:00:00Z")
+                parsed = parsed.astimezone(timezone.utc).replace(microsecond=0)
+            except (ValueError, OverflowError):  # not a time, or one whose UTC time is before year 1
+                parsed = None
+            if parsed is not None and EARLIEST_START <= parsed <= LATEST_START:
+                return parsed
+        self.bad("start", value, allowed)
         return None
 
     def fronts(self, value: Any, allow_partners: bool, types: dict | None) -> tuple[Front, ...] | None:
@@ -403,10 +492,7 @@ class _Validator:
             if not isinstance(f, dict):
                 self.bad(where, f, "an object with name, casualty_share and nationality_mix")
                 continue
-            extra = set(f) - set(Front.__dataclass_fields__)
-            if extra:
-                self.problems.append(f"{where}: unknown field(s) {', '.join(sorted(extra))} "
-                                     f"(allowed: {', '.join(Front.__dataclass_fields__)})")
+            self.unknown_fields(where, f, tuple(Front.__dataclass_fields__))
             name = self.text(f"{where}.name", f.get("name"), 100)
             if name is not None:
                 if name in seen:
@@ -430,11 +516,16 @@ class _Validator:
         if len(out) != len(value):
             return None
         shares = _normalised({i: f.casualty_share for i, f in enumerate(out)})
+        small = [f"fronts[{i}]" for i, share in shares.items() if share < MIN_FRONT_SHARE]
+        if small:
+            self.problems.append(f"{', '.join(small)}: casualty_share is too small next to the other fronts' (each "
+                                 f"front needs at least {MIN_FRONT_SHARE:g} of all casualties)")
+            return None
         return tuple(replace(f, casualty_share=shares[i]) for i, f in enumerate(out))
 
     def special_events(self, value: Any, days: int | None, fronts: list[str]) -> tuple[SpecialEvent, ...]:
-        if not isinstance(value, list):
-            self.bad("special_events", value, "a list of events")
+        if not isinstance(value, list) or len(value) > MAX_SPECIAL_EVENTS:
+            self.bad("special_events", value, f"a list of at most {MAX_SPECIAL_EVENTS} events")
             return ()
         out = []
         for i, e in enumerate(value):
@@ -442,10 +533,7 @@ class _Validator:
             if not isinstance(e, dict):
                 self.bad(where, e, "an object with a type")
                 continue
-            extra = set(e) - set(SpecialEvent.__dataclass_fields__)
-            if extra:
-                self.problems.append(f"{where}: unknown field(s) {', '.join(sorted(extra))} "
-                                     f"(allowed: {', '.join(SpecialEvent.__dataclass_fields__)})")
+            self.unknown_fields(where, e, tuple(SpecialEvent.__dataclass_fields__))
             kind = self.choice(f"{where}.type", e.get("type"), SPECIAL_EVENT_TYPES)
             day = None if e.get("day") is None else self.integer(f"{where}.day", e["day"], 1, days or MAX_DAYS)
             hour = None if e.get("hour") is None else self.integer(f"{where}.hour", e["hour"], 0, 23)
@@ -465,8 +553,8 @@ class _Validator:
         return tuple(out)
 
     def environment(self, value: Any, days: int | None, fronts: list[str]) -> tuple[Environment, ...]:
-        if not isinstance(value, list):
-            self.bad("environment", value, "a list of {condition, fronts, days}")
+        if not isinstance(value, list) or len(value) > MAX_ENVIRONMENT:
+            self.bad("environment", value, f"a list of at most {MAX_ENVIRONMENT} {{condition, fronts, days}}")
             return ()
         out = []
         for i, e in enumerate(value):
@@ -476,6 +564,7 @@ class _Validator:
             if not isinstance(e, dict):
                 self.bad(where, e, "an object with a condition")
                 continue
+            self.unknown_fields(where, e, tuple(Environment.__dataclass_fields__))
             cond = self.choice(f"{where}.condition", e.get("condition"), ENVIRONMENT_CONDITIONS)
             f = e.get("fronts", "all")
             if f != "all":

@@ -342,5 +342,13 @@ def test_a_plain_run_loads_no_encryption_code_and_tunes_the_native_allocators(tm
     loaded, jemalloc, pool, backend = out.stdout.split()
     assert loaded == "False" and "background_thread:true" in jemalloc and pool == "system" and backend == "system"
     env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"  # the user's choice wins
+    code = code.replace(repr(str(tmp_path / "r")), repr(str(tmp_path / "r2")))  # a run folder is never reused
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[2:] == ["mimalloc", "mimalloc"]
+
+
+def test_help_lists_every_command_and_the_exit_codes():
+    result = cli("--help")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    for text in ("generate", "replicate", "decrypt", "exit codes:", "130", "143", "the run failed on its way"):
+        assert text in result.stdout

@@ -560,3 +560,132 @@ def test_binary_copy_round_trips_every_column_type_through_postgresql(pg_schema)
     engine.dispose()
     expected = frame.with_columns(pl.col("facility").cast(pl.String)).sort("seq").rows()
     assert [tuple(r) for r in back] == expected
+
+
+# --- safety: which database, whose tables, no password shown, what a killed run left --------------------------------
+
+@pytest.mark.parametrize("url", ["postgresql://", "postgresql://postgres@127.0.0.1:5432", "postgresql+psycopg2://h/",
+                                 "sqlite://", "sqlite:///:memory:"])
+def test_a_database_url_without_a_database_is_refused(url):
+    with pytest.raises(ValueError, match="names no database"):
+        db.create_engine(url)
+
+
+def test_an_unsupported_driver_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="driver 'postgresql\\+psycopg' is not supported"):
+        db.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _foreign_database(backend, tmp_path) -> tuple[str, callable]:
+    """A database holding a table of its own (and no history of ours); returns its URL and a cleanup."""
+    if backend[0] == "sqlite":
+        url = f"sqlite:///{tmp_path / 'theirs.sqlite'}"
+        engine = sa.create_engine(url)
+        cleanup = engine.dispose
+    else:
+        name = f"mpg_theirs_{uuid.uuid4().hex[:8]}"
+        with _pg_admin().begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        url = _schema_url(name)
+        engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg2"))
+
+        def cleanup():
+            engine.dispose()
+            with _pg_admin().begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE inventory (item text, qty integer)")
+    return url, cleanup
+
+
+def _tables(url: str) -> set[str]:
+    engine = db.create_engine(url)  # a new engine is never migrated
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_tables_are_never_created_in_a_database_with_tables_of_its_own_unless_asked(backend, tmp_path):
+    url, cleanup = _foreign_database(backend, tmp_path)
+    try:
+        with pytest.raises(db.ForeignDatabase, match="inventory.*python -m core db migrate"):
+            db.get_engine(url)
+        assert _tables(url) == {"inventory"}
+        env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO)}
+        run = [sys.executable, "-m", "core"]
+        refused = subprocess.run([*run, "generate", "--patients", "100", "--db", "--out", str(tmp_path / "r")],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "refusing to create tables" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
+        status = subprocess.run([*run, "db", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 1 and "not this project's" in status.stdout, status.stdout + status.stderr
+        assert _tables(url) == {"inventory"}
+        asked = subprocess.run([*run, "db", "migrate"], env=env, capture_output=True, text=True, timeout=120)
+        assert asked.returncode == 0, asked.stderr
+        assert {"inventory", "runs", "scenarios", "patients"} <= _tables(url)
+    finally:
+        db.dispose_all()
+        cleanup()
+
+
+def test_no_part_of_a_password_holding_at_signs_is_ever_shown(tmp_path):
+    url = "postgresql://postgres:s3cr@t@pa55word@127.0.0.1:1/test"  # nothing listens on port 1
+    pieces = ("s3cr", "pa55", "t@pa", "word@127")
+    shown = db.describe(url)
+    assert shown == "postgresql://postgres:***@127.0.0.1:1/test"
+    with pytest.raises(db.DatabaseUnavailable) as err:
+        db.get_engine(url)
+    engine = db.create_engine(url, pool_timeout=2)
+    manifest = generate_run(load_scenario("default").with_overrides(patients=300), tmp_path / "r", engine=engine)
+    engine.dispose()
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO)}
+    cli = subprocess.run([sys.executable, "-m", "core", "generate", "--patients", "100", "--db", "--quiet",
+                          "--out", str(tmp_path / "c")], env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 3
+    for text in (shown, str(err.value), (tmp_path / "r" / "manifest.json").read_text(), cli.stderr, cli.stdout,
+                 json.dumps(manifest)):
+        assert not any(piece in text for piece in pieces), text
+    assert "database unreachable at postgresql://postgres:***@127.0.0.1:1/test" in str(err.value)
+
+
+def test_a_killed_db_run_is_cleaned_up_by_the_next_process_and_db_status_says_so(backend, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPG_DATA_DIR": str(tmp_path / "data")}
+    if backend[0] == "sqlite":
+        env.pop("DATABASE_URL", None)
+        url = f"sqlite:///{tmp_path / 'data' / 'mpg.sqlite'}"
+    else:
+        env["DATABASE_URL"] = url = backend[1]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "core", "generate", "--patients", "3000000", "--db", "--quiet",
+                             "--out", str(out)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(".partial-" in p.name for p in out.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        time.sleep(1.0)  # rows are loading
+    finally:
+        os.killpg(proc.pid, 9)  # kill -9: no cleanup of its own
+        proc.communicate()
+    engine = db.create_engine(url)
+    try:
+        [row] = [r for r in db.list_runs(engine) if r["status"] == "running" and r["out_dir"] == str(out.resolve())]
+        key = _run_key(engine, row["run_id"])
+        if backend[0] == "postgresql":
+            assert _pg_partitions(engine, key)  # its staging tables are still there
+        status = subprocess.run([sys.executable, "-m", "core", "db", "status"], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "cleaned   1 interrupted run(s)" in status.stdout and row["run_id"] in status.stdout
+        after = db.get_run(engine, row["run_id"])
+        assert after["status"] == "failed" and after["error"].startswith("interrupted")
+        assert _count_rows(engine, key) == dict.fromkeys(schema.TABLES, 0)
+        if backend[0] == "postgresql":
+            assert _pg_partitions(engine, key) == []
+        again = subprocess.run([sys.executable, "-m", "core", "db", "status"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert "cleaned" not in again.stdout  # once is enough
+    finally:
+        engine.dispose()

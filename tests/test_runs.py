@@ -216,3 +216,83 @@ def test_delete_keeps_a_folder_that_is_not_the_runs(tmp_path):
     (interrupted / ".events.csv.partial-00000000").write_text("x")
     assert runs.delete_run_folder(interrupted, "interrupted")
     assert names(tmp_path) == ["mixed", "other"]
+
+
+# --- the folder lock: a run a live process writes is never deleted ------------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def hold_lock(folder) -> subprocess.Popen:
+    """Another live process holding the folder's lock, as a run writing it does (until its stdin closes)."""
+    code = ("import sys; from core.runs import FolderLock; FolderLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_folder_a_live_process_writes_is_listed_running_and_never_deleted(tmp_path):
+    root = tmp_path / "runs"
+    folder = root / "20260101T000000Z-00000001"
+    folder.mkdir(parents=True)
+    (folder / ".patients.parquet.partial-1a2b3c4d").write_bytes(b"x")  # a sink writing, no manifest yet
+    writer = hold_lock(folder)
+    try:
+        [row] = runs.list_runs(root)
+        assert row["status"] == "running"
+        assert "still being written" in runs.deletable(folder, root)
+        with pytest.raises(runs.RunInProgress, match="still being written"):
+            runs.delete_run_folder(folder, folder.name, root=root)
+        with pytest.raises(runs.FolderInUse):
+            runs.FolderLock(folder).acquire()  # and no second run may write it
+        assert names(folder) == [".patients.parquet.partial-1a2b3c4d"]
+    finally:
+        writer.kill()  # kill -9: the kernel releases the lock
+        writer.wait()
+    [row] = runs.list_runs(root)
+    assert row["status"] == "interrupted" and runs.deletable(folder, root) is None
+    assert runs.leftovers(folder) == [folder / ".patients.parquet.partial-1a2b3c4d"]
+    assert runs.delete_run_folder(folder, folder.name, root=root) and not folder.exists()
+
+
+def test_only_folders_directly_inside_the_runs_folder_are_the_dashboards_to_remove(tmp_path):
+    root = tmp_path / "runs"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(root / "a")
+    assert runs.inside(root / "a", root) and runs.inside(tmp_path / "link", root)
+    assert not runs.inside(root / "a" / "b", root) and not runs.inside(tmp_path, root)
+    assert not runs.inside(root, root) and not runs.inside(root / ".." / "runs", root)
+
+
+def test_a_manifest_file_name_is_a_plain_name_inside_the_run():
+    for name in ("patients.parquet", "fhir/Bundle.ndjson.gz.enc", "calibration.json"):
+        assert runs.unsafe_file_name(name) is None
+    for name in ("../x", "/etc/passwd", "a/b/c", "fhir/../x", "other/x.csv", "", ".", "x\x00y", "a\\..\\b", None, 3):
+        assert runs.unsafe_file_name(name), name
+
+
+def test_the_runs_folder_and_its_parents_are_never_a_run_to_delete(tmp_path):
+    root = tmp_path / "data" / "runs"
+    root.mkdir(parents=True)
+    for folder in (root, root.parent, tmp_path, "/"):
+        assert "never a run's to delete" in runs.deletable(folder, root)
+    assert runs.deletable(root / "20260101T000000Z-00000001", root) is None
+
+
+def test_what_a_dead_run_left_is_its_temporary_files_never_an_operators_file(tmp_path):
+    folder = tmp_path / "exercise-data"
+    folder.mkdir()
+    (folder / "patients.csv").write_text("the operator's own table")  # a name a run could write, but no run did
+    (folder / ".events.csv.partial-00ff00ff").write_text("x")
+    (folder / ".Bundle.ndjson.block-1a2b3c4d-16385").write_text("x")
+    assert runs.remove_leftovers(folder) == (2, 2)
+    assert names(folder) == ["patients.csv"]
+    # a run killed while renaming its files into place: its manifest's temporary file says so
+    cut = tmp_path / "cut-short"
+    cut.mkdir()
+    (cut / ".manifest.json.partial-12345678").write_text("{}")
+    (cut / "events.csv").write_text("renamed before the kill")
+    (cut / ".vitals.csv.partial-87654321").write_text("not yet renamed")
+    assert runs.remove_leftovers(cut)[0] == 3 and names(cut) == []

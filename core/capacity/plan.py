@@ -8,7 +8,6 @@ field, the bad value and what is allowed. A scenario without a plan runs unconst
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import Any
@@ -142,14 +141,14 @@ class _Checks:
         self.limits = config()["limits"]
 
     def count(self, where: str, value: Any, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (  # an int of any size compares exactly
                 isinstance(value, float) and not value.is_integer()) or not low <= value <= high:
             self.problems.append(f"{where}: {self.fmt(value)} is not allowed (a whole number from {low:,} to {high:,})")
             return None
         return int(value)
 
     def unknown(self, where: str, spec: dict, allowed: tuple[str, ...]) -> None:
-        extra = sorted(set(spec) - set(allowed))
+        extra = sorted(str(k) for k in spec if k not in allowed)
         if extra:
             self.problems.append(f"{where}: unknown field(s) {', '.join(extra)} (allowed: {', '.join(allowed)})")
 
@@ -209,8 +208,7 @@ class _Checks:
         self.unknown(where, spec, ("interval_h", "seats"))
         interval = spec.get("interval_h")
         high = self.limits["sortie_interval_h"]
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval) or \
-                not 0 <= interval <= high:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= high:
             self.problems.append(f"{where}.interval_h: {self.fmt(interval)} is not allowed (hours between sorties, "
                                  f"0 to {high}; 0 = continuous)")
             interval = 0

@@ -16,11 +16,13 @@ Modules, each depending only on those before it: ``errors`` · ``engine`` (creat
 names, so ``from core import db; db.get_engine()`` is the way in from outside.
 """
 from .errors import DatabaseUnavailable, PoolExhausted, is_down, reason
-from .engine import (APP_NAME, MAX_OVERFLOW_DEFAULT, POOL_SIZE_DEFAULT, POOL_TIMEOUT_DEFAULT, connect,
-                     create_engine, default_url, describe, dialect, pool_settings, pool_status, unavailable)
+from .engine import (APP_NAME, DRIVERS, MAX_OVERFLOW_DEFAULT, POOL_SIZE_DEFAULT, POOL_TIMEOUT_DEFAULT, connect,
+                     create_engine, default_url, describe, dialect, parse_url, pool_settings, pool_status, redact,
+                     unavailable)
 from .tables import (DESCRIPTION_MAX, META, METRIC_FIELDS, METRICS, NAME_MAX, RUN_TABLES, RUNS, SCENARIOS,
                      STORED_TABLES, TZ, VITAL_SET_COLUMNS, VITAL_SETS)
-from .migration import MIGRATIONS, alembic_config, head_revision, migrate, schema_revision, status
+from .migration import (MIGRATIONS, ForeignDatabase, alembic_config, head_revision, migrate, schema_revision,
+                        status)
 from .scenarios import (clean_description, clean_name, delete_scenario, list_scenarios, load_scenario,
                         save_scenario, scenario_versions)
 from .runs import (RUN_LIST_COLS, defer_cleanup, delete_run, drop_run_rows, finish_run, finish_values, get_run,
@@ -30,11 +32,12 @@ from .link import DatabaseLink, check, dispose_all, get_engine, is_available
 
 __all__ = [
     "DatabaseUnavailable", "PoolExhausted", "is_down", "reason",
-    "APP_NAME", "MAX_OVERFLOW_DEFAULT", "POOL_SIZE_DEFAULT", "POOL_TIMEOUT_DEFAULT", "connect", "create_engine",
-    "default_url", "describe", "dialect", "pool_settings", "pool_status", "unavailable",
+    "APP_NAME", "DRIVERS", "MAX_OVERFLOW_DEFAULT", "POOL_SIZE_DEFAULT", "POOL_TIMEOUT_DEFAULT", "connect",
+    "create_engine", "default_url", "describe", "dialect", "parse_url", "pool_settings", "pool_status", "redact",
+    "unavailable",
     "DESCRIPTION_MAX", "META", "METRIC_FIELDS", "METRICS", "NAME_MAX", "RUN_TABLES", "RUNS", "SCENARIOS",
     "STORED_TABLES", "TZ", "VITAL_SET_COLUMNS", "VITAL_SETS",
-    "MIGRATIONS", "alembic_config", "head_revision", "migrate", "schema_revision", "status",
+    "MIGRATIONS", "ForeignDatabase", "alembic_config", "head_revision", "migrate", "schema_revision", "status",
     "clean_description", "clean_name", "delete_scenario", "list_scenarios", "load_scenario", "save_scenario",
     "scenario_versions",
     "RUN_LIST_COLS", "defer_cleanup", "delete_run", "drop_run_rows", "finish_run", "finish_values", "get_run",

@@ -51,15 +51,54 @@ def default_url() -> str:
     return settings.database_url() or f"sqlite:///{settings.data_dir() / 'mpg.sqlite'}"
 
 
+def parse_url(url: str | sa.URL) -> sa.URL:
+    """A database URL, read as the user meant it: an ``@`` in the password (``user:p@ss@host``) belongs to the
+    password, the host being what follows the last ``@`` (SQLAlchemy would take ``ss@host`` for the host)."""
+    parsed = sa.make_url(url)
+    if parsed.host and "@" in parsed.host:
+        spill, host = parsed.host.rsplit("@", 1)
+        if parsed.password is not None:
+            parsed = parsed.set(password=f"{parsed.password}@{spill}", host=host)
+        else:
+            parsed = parsed.set(username=f"{parsed.username or ''}@{spill}", host=host)
+    return parsed
+
+
 def describe(engine_or_url: sa.Engine | str | sa.URL) -> str:
-    """The URL with its password masked (and no driver name), for display."""
-    url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else sa.make_url(engine_or_url)
+    """The URL with its password masked (and no driver name), for display: no character of the password is shown,
+    whatever it holds."""
+    try:
+        url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else parse_url(engine_or_url)
+    except sa_exc.ArgumentError:
+        return "an unreadable DATABASE_URL"
     url = url.set(drivername=url.get_backend_name())
     return url.render_as_string(hide_password=True)
 
 
+def redact(text: str, engine_or_url: sa.Engine | str | sa.URL | None = None) -> str:
+    """``text`` (a driver's message) with the database password, and every piece of it, replaced by ***."""
+    try:
+        url = (engine_or_url.url if isinstance(engine_or_url, sa.Engine)
+               else parse_url(engine_or_url or default_url()))
+    except sa_exc.ArgumentError:
+        return text
+    password = url.password
+    if not password:
+        return text
+    parts = password.split("@")  # and every run of its @-separated parts, as a misread URL would show them
+    runs = {"@".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+    pieces = sorted((p for p in runs | {password} if len(p) >= 2), key=len, reverse=True)
+    for piece in pieces:
+        text = text.replace(piece, "***")
+    return text
+
+
 def dialect(engine: sa.Engine) -> str:
     return engine.dialect.name
+
+
+# the drivers this project is built and tested with (psycopg2 does the binary COPY of core/sinks/pgcopy.py)
+DRIVERS = ("postgresql", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite")
 
 
 # --- live pool metrics ------------------------------------------------------------------------------------------
@@ -142,7 +181,7 @@ def unavailable(engine: sa.Engine, exc: BaseException) -> DatabaseUnavailable:
         return PoolExhausted(
             f"database connection budget exhausted at {describe(engine)}: all {st.budget} connections stayed in use "
             f"for {engine.pool.timeout():g} s (MPG_DB_POOL_SIZE + MPG_DB_MAX_OVERFLOW); try again shortly")
-    return DatabaseUnavailable(f"database unreachable at {describe(engine)}: {reason(exc)}")
+    return DatabaseUnavailable(f"database unreachable at {describe(engine)}: {redact(reason(exc), engine)}")
 
 
 def guarded(fn):
@@ -191,10 +230,16 @@ def create_engine(url: str | None = None, **pool_overrides) -> sa.Engine:
     """A new engine (its own pool), not migrated: ``get_engine`` is what the app uses."""
     url = url or default_url()
     try:
-        parsed = sa.make_url(url)
+        parsed = parse_url(url)
     except sa_exc.ArgumentError:
         raise ValueError("DATABASE_URL is not a database URL (e.g. postgresql+psycopg2://user@host:5432/db)") from None
     backend = parsed.get_backend_name()
+    if parsed.drivername not in DRIVERS:
+        raise ValueError(f"DATABASE_URL driver {parsed.drivername!r} is not supported (PostgreSQL through "
+                         f"postgresql:// or postgresql+psycopg2://, or unset DATABASE_URL for the embedded SQLite file)")
+    if not parsed.database or parsed.database == ":memory:":  # never a server's default database, never one lost
+        raise ValueError(f"DATABASE_URL {describe(parsed)} names no database (e.g. "
+                         f"postgresql+psycopg2://user@host:5432/mpg, or sqlite:///path/to/mpg.sqlite)")
     opts = {**pool_settings(), **pool_overrides}
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "poolclass": sa.pool.QueuePool, **opts}
     if backend == "sqlite":

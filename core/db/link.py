@@ -7,7 +7,7 @@ import threading
 
 import sqlalchemy as sa
 
-from .engine import connect, create_engine, default_url, describe, guarded
+from .engine import connect, create_engine, default_url, describe, guarded, redact
 from .errors import DatabaseUnavailable
 from .migration import migrate
 from .runs import recover_interrupted, retry_cleanups
@@ -94,8 +94,9 @@ class DatabaseLink:
                 check(engine)
         except DatabaseUnavailable as exc:
             error = str(exc)
-        except Exception as exc:  # a bad URL or a missing driver is also "the database is not there"
-            error = f"database unavailable: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bad URL, a foreign database or a missing driver: not there either
+            error = redact(f"database unavailable: {exc}" if isinstance(exc, ValueError) else
+                           f"database unavailable: {type(exc).__name__}: {exc}", self.url)
         with self._lock:
             self.engine, self.error = engine, error
 

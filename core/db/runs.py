@@ -182,9 +182,11 @@ def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = Fa
 
 
 @guarded
-def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True) -> None:
+def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True, *, root: str | Path | None = None) -> bool:
     """Delete a run: its rows in every table and, with ``delete_files``, its output folder (only a folder whose
-    manifest names this run is removed). A run still running in this or another process is refused."""
+    manifest names this run, and with ``root`` only one directly inside ``root``: the dashboard passes its runs
+    folder, so a run written elsewhere is only unregistered). A run still running in this or another process (its
+    row says so, or its folder is locked) is refused. Returns whether the folder was removed."""
     with connect(engine) as conn:
         row = conn.execute(sa.select(RUNS.c.run_key, RUNS.c.status, RUNS.c.out_dir, RUNS.c.host, RUNS.c.pid)
                            .where(RUNS.c.run_id == str(run_id))).first()
@@ -192,16 +194,26 @@ def delete_run(engine: sa.Engine, run_id: str, delete_files: bool = True) -> Non
         raise LookupError(f"no run {run_id!r} in the database")
     if row.status == "running" and not _is_dead(row.host, row.pid):
         raise ValueError(f"run {run_id!r} is still running (process {row.pid} on {row.host}); cancel it first")
+    folder = Path(row.out_dir) if row.out_dir else None
+    if folder is not None and root is not None:
+        busy = run_folders.deletable(folder, root)
+    elif folder is not None and folder.is_dir() and run_folders.is_locked(folder):
+        busy = f"run {run_id!r} is still being written by a live process; cancel it first"
+    else:
+        busy = None
+    if busy:
+        raise run_folders.RunInProgress(busy)
     drop_run_rows(engine, row.run_key)
     with connect(engine, begin=True) as conn:
         conn.execute(METRICS.delete().where(METRICS.c.run_key == row.run_key))
         conn.execute(RUNS.delete().where(RUNS.c.run_key == row.run_key))
     if delete_files and row.out_dir:
-        _delete_run_folder(Path(row.out_dir), str(run_id))
+        return _delete_run_folder(Path(row.out_dir), str(run_id), root)
+    return False
 
 
-def _delete_run_folder(folder: Path, run_id: str) -> None:
-    run_folders.delete_run_folder(folder, run_id)  # the one deletion rule for run folders
+def _delete_run_folder(folder: Path, run_id: str, root: str | Path | None = None) -> bool:
+    return run_folders.delete_run_folder(folder, run_id, root=root)  # the one deletion rule for run folders
 
 
 def _is_dead(host: str | None, pid: int | None) -> bool:
@@ -209,23 +221,44 @@ def _is_dead(host: str | None, pid: int | None) -> bool:
     return run_folders.process_gone(host, pid)
 
 
+INTERRUPTED = "interrupted: the generating process ended before the run finished"
+
+
 @guarded
 def recover_interrupted(engine: sa.Engine) -> list[str]:
     """Runs left ``running`` by a process of this host that no longer exists become ``failed`` and lose any
-    half-loaded rows; returns their run ids."""
+    half-loaded rows (PostgreSQL: their staging tables, and any staging table no running run owns); returns their
+    run ids. Every process that opens the database runs this once (core.db.link.get_engine), and so does
+    ``python -m core db status``."""
+    # staging tables first: a run registers before it creates them, so the running rows read next include theirs
+    staging = _staging_tables(engine) if dialect(engine) == "postgresql" else set()
     with connect(engine) as conn:
         rows = conn.execute(sa.select(RUNS.c.run_key, RUNS.c.run_id, RUNS.c.host, RUNS.c.pid)
                             .where(RUNS.c.status == "running")).all()
-    done = []
+    done, alive = [], set()
     for r in rows:
-        if _is_dead(r.host, r.pid):
-            drop_run_rows(engine, r.run_key)
-            with connect(engine, begin=True) as conn:
-                conn.execute(RUNS.update().where(RUNS.c.run_key == r.run_key).values(
-                    status="failed", persisted=False, finished_at=utcnow(),
-                    error="interrupted: the generating process ended before the run finished"))
-            done.append(r.run_id)
+        if not _is_dead(r.host, r.pid):
+            alive.add(r.run_key)
+            continue
+        drop_run_rows(engine, r.run_key)
+        with connect(engine, begin=True) as conn:
+            conn.execute(RUNS.update().where(RUNS.c.run_key == r.run_key).values(
+                status="failed", persisted=False, finished_at=utcnow(), error=INTERRUPTED))
+        done.append(r.run_id)
+    for key in sorted(staging - alive):  # what a load left when its database went away before it could drop it
+        drop_run_rows(engine, key, only_unfinished=True)
     return done
+
+
+def _staging_tables(engine: sa.Engine) -> set[int]:
+    """Run keys with a staging table (``<table>_r<key>`` not attached as a partition) in this schema."""
+    pattern = "^(" + "|".join(STORED_TABLES) + ")_r([0-9]+)$"
+    with connect(engine) as conn:
+        found = conn.execute(sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ :p "
+            "AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)"), {"p": pattern}).scalars().all()
+    return {int(name.rsplit("_r", 1)[1]) for name in found}
 
 
 _PENDING_CLEANUP: dict[int, dict[int, dict | None]] = {}  # engine id -> {run key: final manifest or None}

@@ -65,6 +65,11 @@ class Sink:
         """What each file's encoder gets from a batch: by default its table's frame."""
         return batch.tables()
 
+    @property
+    def seal(self) -> Seal | None:
+        """The run's key (one derivation per sink), for more files of the run encrypted alike; None in clear."""
+        return self._seal
+
     # --- lifecycle --------------------------------------------------------------------------------------
     def open(self) -> Sink:
         self._expect("new")
@@ -121,7 +126,8 @@ class Sink:
         try:
             for table in self.tables:  # everything that can fail in bulk is done; now only renames
                 entry = self._outputs[table].commit()
-                self._committed.append(self.out_dir / entry["name"])
+                if not entry.get("held"):  # a held file is the run's to rename (and to remove)
+                    self._committed.append(self.out_dir / entry["name"])
                 files.append({"name": entry["name"], "table": table, "rows": self._rows[table],
                               "bytes": entry["bytes"], "sha256": entry["sha256"]})
         except BaseException:
@@ -135,6 +141,8 @@ class Sink:
         """Remove everything this sink wrote (temp files, and final files of an unfinished close). Idempotent."""
         if self._state in ("closed", "aborted"):
             return
+        for out in self._outputs.values():  # a long write in a lane stops at its next piece instead of finishing
+            out.abandon()
         for future in self._pending:  # a running write must end before its file is removed
             future.exception()
         self._pending = []

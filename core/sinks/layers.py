@@ -16,6 +16,8 @@ import zlib
 from contextlib import suppress
 from pathlib import Path
 
+from core.runs import current_staging
+
 from .crypto import Seal
 
 # zlib level 1: 3-4x faster than level 6 for ~40% larger files (benchmarks/bench_sinks.py)
@@ -31,6 +33,10 @@ WRITE_BEHIND = 64 << 20
 _CAN_WRITE_BEHIND = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 
 
+class Abandoned(Exception):
+    """Raised in a writer thread whose file the sink is discarding (a cancelled or failed run)."""
+
+
 class TempFile:
     """Bottom layer: a hidden temp file next to ``final``; counts and hashes the bytes as they go to disk."""
 
@@ -38,11 +44,14 @@ class TempFile:
         self.final = final
         self.path = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
         self._file = open(self.path, "xb", buffering=WRITE_BUFFER)
+        self.abandoned = False
         self._sha256 = hashlib.sha256()
         self.bytes = 0
         self._flushed = self._dropped = 0  # write-back asked up to here / evicted up to here
 
     def write(self, data) -> None:
+        if self.abandoned:  # the sink is aborting: the thread writing here stops at its next piece
+            raise Abandoned(f"{self.final.name} is being discarded")
         self._sha256.update(data)
         self._file.write(data)
         self.bytes += len(data)
@@ -58,10 +67,22 @@ class TempFile:
         self._dropped, self._flushed = self._flushed, done
 
     def commit(self) -> dict:
-        """Close and rename to the final name (atomic on one file system; replaces an older file only now)."""
+        """Close and rename to the final name (atomic on one file system; replaces an older file only now).
+
+        Within a run's ``core.runs.Staging`` the rename is left to the run, which makes all its files appear
+        together just before its manifest (``held`` is then True in the entry)."""
         self._file.close()
+        entry = {"name": self.final.name, "bytes": self.bytes, "sha256": self._sha256.hexdigest()}
+        staging = current_staging()
+        if staging is not None:
+            staging.add(self.path, self.final)
+            return {**entry, "held": True}
         os.replace(self.path, self.final)
-        return {"name": self.final.name, "bytes": self.bytes, "sha256": self._sha256.hexdigest()}
+        return entry
+
+    def abandon(self) -> None:
+        """Make every further ``write`` raise Abandoned: a long write in another thread ends at its next piece."""
+        self.abandoned = True
 
     def discard(self) -> None:
         with suppress(OSError):
@@ -108,6 +129,9 @@ class Output:
 
     def commit(self) -> dict:
         return self.file.commit()
+
+    def abandon(self) -> None:
+        self.file.abandon()
 
     def discard(self) -> None:
         self.file.discard()
