@@ -46,8 +46,9 @@ FHIR_FOLDER = "fhir"
 # a file a run writes under its final name: a table in a format (.gz, .enc), a JSON report, the FHIR bundles
 RUN_FILE = re.compile(r"^(?:(?:patients|events|conditions|vitals|load)\.(?:parquet|csv|ndjson|json)"
                       r"|(?:calibration|capacity|scenario)\.json|fhir/Bundle\.ndjson)(?:\.gz)?(?:\.enc)?$")
-# a run's hidden temporary files: atomic writes and sink outputs (.x.partial-1a2b3c4d), FHIR spill files
-TEMP_FILE = re.compile(r"^\..+\.(?:partial-[0-9a-f]+|block-[0-9a-f]+-[0-9]+)$")
+# a run's hidden temporary files: atomic writes and sink outputs (.x.partial-1a2b3c4d), FHIR spill files, and
+# blocks a medical plan's simulation keeps on disk (.capacity-spill-<pid>-<first patient>.pkl)
+TEMP_FILE = re.compile(r"^\..+\.(?:partial-[0-9a-f]+|block-[0-9a-f]+-[0-9]+)$|^\.capacity-spill-[0-9]+-[0-9]+\.pkl$")
 
 
 def new_run_id() -> str:

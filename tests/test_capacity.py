@@ -425,3 +425,12 @@ def test_blocks_waiting_for_a_long_stay_wait_on_disk_and_are_cleaned_up(tmp_path
     stopped = generate_run(sc, tmp_path / "cancelled", on_progress=progress, cancel=cancel)
     assert stopped["status"] == "cancelled" and written
     assert not list((tmp_path / "cancelled").glob(".capacity-spill-*"))
+
+
+def test_a_killed_runs_blocks_on_disk_are_removed_by_the_next_run(tmp_path):
+    from core.run import generate_run
+    left = tmp_path / ".capacity-spill-4242-16384.pkl"
+    left.write_bytes(b"x" * 1000)
+    manifest = generate_run(preset("brigade_falklands"), tmp_path)
+    assert manifest["status"] == "completed" and not left.exists()
+    assert manifest["cleaned_up"]
