@@ -1,4 +1,4 @@
-"""Dashboard entry point: page setup and navigation only (DESIGN.md)."""
+"""Dashboard entry point: page setup and navigation only (README: Project layout)."""
 import time
 
 import streamlit as st

@@ -1,4 +1,4 @@
-"""Every Streamlit cache lives here (DESIGN.md): pages call these, core/ never imports Streamlit."""
+"""Every Streamlit cache lives here (README: Project layout): pages call these, core/ never imports Streamlit."""
 from __future__ import annotations
 
 import functools

@@ -92,7 +92,7 @@ def cmd_generate(args) -> int:
     force_mode = args.patients == "force"
     scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days,
                                        medical_plan=args.medical_plan)
-    if force_mode:  # N, BI share and front shares from force sizes and published daily rates (DOMAIN.md §3.8)
+    if force_mode:  # N, BI share and front shares from force sizes and published daily rates (docs/casualty-model.md#force-size-mode)
         scenario = scenario.from_force_size()
     out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.scenario or 'default')).stem}-seed{scenario.seed}-{scenario.patients}"
     try:

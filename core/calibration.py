@@ -1,5 +1,5 @@
 """Calibration report: each published target (docs/casualty-model.md, Calibration targets;
-core/data/calibration.json), the value a run produced, pass or warn.
+core/reference_data/calibration.json), the value a run produced, pass or warn.
 
 Counts are accumulated batch by batch while a run is written (memory stays flat, any output format), then
 turned into ``calibration.json``. Targets that a scenario does not aim at (e.g. the counter-insurgency
@@ -211,7 +211,7 @@ def _target(rid: str) -> dict:
 
 
 def _row(rid: str, measured, applies, why_not, note=None, band: tuple[float, float] | None = None) -> dict:
-    """A target row (its metric, range and source from core/data/calibration.json, or ``band`` for the range);
+    """A target row (its metric, range and source from core/reference_data/calibration.json, or ``band`` for the range);
     ``measured`` is (proportion, denominator). Pass when the 95 % sampling interval of the proportion reaches
     the published range, so small runs are not failed for noise."""
     target = _target(rid)

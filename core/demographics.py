@@ -1,7 +1,7 @@
 """Who the casualties are: nationality, sex, rank, age, birth date, blood group, name, service number.
 
 docs/casualty-model.md, Demographics. Column-wise: every draw is one numpy call over the block; names come from per-nation pools
-(core/data/names, built from Faker's locale data) gathered by index in one polars call.
+(core/reference_data/names, built from Faker's locale data) gathered by index in one polars call.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference data from ``core/data``: loaded once per process, read-only afterwards.
+"""Reference data from ``core/reference_data``: loaded once per process, read-only afterwards.
 
 Every table lives in a data file (JSON or CSV) with its source; this module only parses, normalises and
 indexes them. Nothing here is written at run time.
@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "reference_data"
 
 
 def _json(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Scenario: the validated, immutable description of one generation (DOMAIN.md §2).
+"""Scenario: the validated, immutable description of one generation (docs/casualty-model.md#the-scenario).
 
 ``load_scenario(name_or_path)`` or ``Scenario.from_dict(data)`` validate everything once, fill in the defaults,
 normalise share tables, and raise :class:`ScenarioError` with messages that name the field, the bad value and
@@ -170,7 +170,7 @@ class Scenario:
     def nations(self) -> list[str]:
         return sorted({n for f in self.fronts for n in f.nationality_mix})
 
-    # --- force-size mode (DOMAIN.md §3.8) -----------------------------------------------------------------
+    # --- force-size mode (docs/casualty-model.md#force-size-mode) -----------------------------------------------------------------
     @property
     def force_size(self) -> int | None:
         """Troops on all fronts, when every front gives its force size; else None."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / "core" / "data"
+DATA = Path(__file__).resolve().parents[1] / "core" / "reference_data"
 
 FILES = {
     "conditions.csv": ["code", "display", "semantic_tag", "source_key", "source"],

@@ -1,4 +1,4 @@
-"""Scenario loading and validation (core/scenario.py, DOMAIN.md §2): presets, hashing, one-line errors."""
+"""Scenario loading and validation (core/scenario.py, docs/casualty-model.md#the-scenario): presets, hashing, one-line errors."""
 from __future__ import annotations
 
 import copy
@@ -336,7 +336,7 @@ def test_with_overrides_checks_dependent_fields():
     assert "special_events[0].day" in str(info.value)
 
 
-# --- force-size mode (DOMAIN.md §3.8) ---------------------------------------------------------------------------
+# --- force-size mode (docs/casualty-model.md#force-size-mode) ---------------------------------------------------------------------------
 
 def _with_forces(sizes, **overrides):
     data = load_scenario("default").to_dict()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build per-nation name pools (core/data/names/<ISO3>.json) from Faker's locale data.
+"""Build per-nation name pools (core/reference_data/names/<ISO3>.json) from Faker's locale data.
 
 The engine samples names from these files with numpy; Faker is never called at run
 time, so the output is stable across Faker versions.  Re-run this script only to
@@ -111,7 +111,7 @@ from typing import Callable, Iterable
 import faker
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = ROOT / "core" / "data" / "names"
+OUT_DIR = ROOT / "core" / "reference_data" / "names"
 SRC_DIR = ROOT / "tools" / "name_sources"
 PINNED_FAKER = "40.63.0"
 FAKER_VERSION = faker.VERSION

@@ -92,7 +92,7 @@ def _sql_type(dtype) -> sa.types.TypeEngine:
     return sa.Text()
 
 
-# the four contract tables, keyed by the run's integer key; columns as in core.schema (DATA_CONTRACT.md v1)
+# the four contract tables, keyed by the run's integer key; columns as in core.schema (docs/data-contract.md, version 1)
 RUN_TABLES: dict[str, sa.Table] = {
     name: sa.Table(name, META, sa.Column("run_key", sa.Integer, nullable=False),
                    *(sa.Column(col, _sql_type(dt)) for col, dt in cols.items()))

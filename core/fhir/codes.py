@@ -1,4 +1,4 @@
-"""Code maps for the FHIR output, read once from ``core/data/fhir_terminology.json`` and the SNOMED CT catalogues.
+"""Code maps for the FHIR output, read once from ``core/reference_data/fhir_terminology.json`` and the SNOMED CT catalogues.
 
 Everything here is a pre-rendered JSON fragment keyed by a contract value (a LOINC code, a body region, a
 triage category...), so the bundle builder only splices them together with polars string expressions.
@@ -71,7 +71,7 @@ def severity_concepts() -> dict[str, str]:
 
 @cache
 def blood_group_concepts() -> dict[str, str]:
-    """Contract blood group (``O+``...) -> JSON of the SNOMED CT finding (core/data/conditions.csv, blood groups)."""
+    """Contract blood group (``O+``...) -> JSON of the SNOMED CT finding (core/reference_data/conditions.csv, blood groups)."""
     rows = [r for r in reference._csv("qualifiers.csv") if r["kind"] == "blood_group"]
     out = {}
     for row in rows:  # "Blood group AB Rh(D) positive" -> "AB+"

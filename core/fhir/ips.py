@@ -1,6 +1,6 @@
 """The International Patient Summary option: a Composition that makes each patient's Bundle an IPS document.
 
-Sections (LOINC codes from core/data/fhir_terminology.json): the three the IPS requires, Medication Summary
+Sections (LOINC codes from core/reference_data/fhir_terminology.json): the three the IPS requires, Medication Summary
 (no medication data in a casualty record: ``emptyReason`` *unavailable*), Allergies and Intolerances (same),
 Problem List (every Condition); History of Procedures (every Procedure, or *nilknown* when none was done);
 Vital Signs (every vital-sign Observation, or *unavailable*); and a Triage section with the triage Observation

@@ -19,7 +19,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-# frozen copy of the contract columns (DATA_CONTRACT.md v1); later contract changes get their own revision
+# frozen copy of the contract columns (docs/data-contract.md, version 1); later contract changes get their own revision
 CONTRACT = {
     "patients": [("patient_id", sa.BigInteger), ("service_number", sa.Text), ("given_name", sa.Text),
                  ("family_name", sa.Text), ("sex", sa.Text), ("birth_date", sa.Date), ("age", sa.SmallInteger),

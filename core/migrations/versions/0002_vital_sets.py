@@ -18,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 TZ = sa.DateTime(timezone=True)
-# frozen copy (DATA_CONTRACT.md v1): LOINC code, short name, unit and the column holding it, in set order
+# frozen copy (docs/data-contract.md, version 1): LOINC code, short name, unit and the column holding it, in set order
 SIGNS = (("8867-4", "Heart rate", "/min", "heart_rate"), ("9279-1", "Resp rate", "/min", "resp_rate"),
          ("8480-6", "BP sys", "mm[Hg]", "bp_sys"), ("8462-4", "BP dias", "mm[Hg]", "bp_dias"),
          ("59408-5", "SaO2 % BldA PulseOx", "%", "spo2"), ("8310-5", "Body temperature", "Cel", "temperature"),
