@@ -224,3 +224,35 @@ def test_no_text_is_cut_at_1400_by_1000(dashboard, page, title):
     assert page.locator('[data-testid="stAlertContentError"] pre, .stException').count() == 0, title
     cut = page.evaluate(CUT_TEXT)
     assert not cut, f"{title}: text cut: {cut}"
+
+
+def test_a_table_edit_survives_a_switch_to_another_tab(dashboard, page):
+    """Only the open tab of the Scenario form is drawn; an edit in a table must still be there when its tab opens
+    again (and count in the scenario meanwhile)."""
+    url, _ = dashboard
+    open_page(page, url, "Scenario")
+    page.get_by_role("tab", name="Fronts").click()
+    settle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=30_000)
+    time.sleep(1)  # the grid draws on its canvas after it appears
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.40, box["y"] + box["height"] - 4 * 35 + 17)  # Poland's share
+    time.sleep(0.5)
+    page.keyboard.press("Enter")  # opens the cell's editor
+    time.sleep(0.5)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("80")
+    time.sleep(0.3)
+    page.keyboard.press("Enter")
+    settle(page)
+    page.screenshot(path=str(dashboard[1] / "scenario_fronts_edited.png"))
+    note = page.get_by_text(re.compile(r"casualty shares adds up to 120\s*%"))
+    note.first.wait_for(timeout=30_000)  # 80 + 30 + 10
+    page.get_by_role("tab", name="Events").click()
+    settle(page)
+    page.get_by_text("Special events").first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Fronts").click()
+    settle(page)
+    note.first.wait_for(timeout=30_000)
+    no_exception(page, "Scenario tabs")

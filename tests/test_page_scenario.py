@@ -22,6 +22,14 @@ def table_with(at, column: str):
     return next((d.value for d in at.dataframe if d.key is None and column in d.value.columns), None)
 
 
+def tab(at, label: str):
+    """Open a tab of the form, as a click on it does (only the open tab is drawn)."""
+    at.session_state["sc_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def shown(elements) -> list[str]:
     """What the reader sees of Markdown elements: the text without the escapes that keep user text literal."""
     return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
@@ -148,7 +156,7 @@ def test_changing_preset_redraws_the_preview(data_dir):
 
 
 def test_a_slider_change_regenerates_the_preview_and_explains_the_scaling(data_dir):
-    at = open_scenario()
+    at = tab(open_scenario(), "Casualty mix")
     at.slider(key="sc_cat_BI").set_value(80.0).run()
     notes = shown(at.info)
     assert [n for n in notes if n.startswith("Casualty mix")] == [
@@ -156,12 +164,13 @@ def test_a_slider_change_regenerates_the_preview_and_explains_the_scaling(data_d
         "disease 22.8 %, battle stress 8.3 %)"]
     assert metrics(at)["Battle injuries"] == "55%"  # 80 / 145
     assert at.session_state["scenario"].category_mix["BI"] == pytest.approx(80 / 145)
-    at.number_input(key="sc_seed").set_value(99).run()
+    tab(at, "Basics").number_input(key="sc_seed").set_value(99).run()
+    assert at.session_state["scenario"].category_mix["BI"] == pytest.approx(80 / 145)  # kept, its tab closed
     assert at.session_state["scenario"].seed == 99
 
 
 def test_an_impossible_scenario_is_explained_and_blocks_generate(data_dir):
-    at = open_scenario()
+    at = tab(open_scenario(), "Casualty mix")
     for c in ("BI", "NBI", "DIS", "BSI"):
         at.slider(key=f"sc_cat_{c}").set_value(0.0)
     at.run()
@@ -179,7 +188,7 @@ def test_an_impossible_scenario_is_explained_and_blocks_generate(data_dir):
 
 
 def test_custom_tempo_anchors(data_dir):
-    at = open_scenario()
+    at = tab(open_scenario(), "Casualty mix")
     at.selectbox(key="sc_tempo").set_value(se.CUSTOM_TEMPO).run()
     at.text_input(key="sc_tempo_anchors").set_value("1, 2, zero").run()
     assert any(e.startswith("Tempo: '1, 2, zero' is not allowed") for e in shown(at.error))
@@ -191,12 +200,12 @@ def test_custom_tempo_anchors(data_dir):
 def test_edits_survive_a_visit_to_another_page(data_dir):
     at = open_scenario()
     at.number_input(key="sc_days").set_value(3).run()
-    at.slider(key="sc_wt_drone").set_value(2.5).run()
+    tab(at, "Casualty mix").slider(key="sc_wt_drone").set_value(2.5).run()
     at.switch_page("views/explore.py").run()
     at.switch_page("views/scenario.py").run()
     assert not at.exception
-    assert at.number_input(key="sc_days").value == 3
-    assert at.slider(key="sc_wt_drone").value == 2.5
+    assert at.number_input(key="sc_days").value == 3  # back on the first tab
+    assert tab(at, "Casualty mix").slider(key="sc_wt_drone").value == 2.5
     sc = at.session_state["scenario"]
     assert sc.days == 3 and [f.name for f in sc.fronts] == ["Poland", "Estonia", "Finland"]
 
@@ -280,11 +289,11 @@ def test_save_version_load_duplicate_and_delete_in_the_database(data_dir):
 
 # --- the medical plan, out-of-range fields, the baseline -----------------------------------------------------------
 
-def open_preset(preset: str):
+def open_preset(preset: str, on_tab: str = "Medical plan"):
     at = open_scenario()
     at.selectbox(key="sc_preset").set_value(preset).run()
     assert not at.exception
-    return at
+    return tab(at, on_tab)
 
 
 def test_the_medical_plan_tab_edits_the_plan_and_the_preview_figures_change(data_dir):
@@ -324,7 +333,7 @@ def test_a_bad_plan_value_is_explained_beside_its_widget_and_blocks_generate(dat
 
 def test_no_plan_means_unlimited_care_and_a_new_plan_starts_from_the_brigade_laydown(data_dir):
     from core.capacity.plan import default_plan_dict
-    at = open_scenario()
+    at = tab(open_scenario(), "Medical plan")
     assert at.radio(key="sc_plan_mode").value == "unlimited" and at.session_state["scenario"].medical_plan is None
     assert "Attributable deaths" not in metrics(at)
     at.radio(key="sc_plan_mode").set_value("plan").run()
@@ -340,6 +349,9 @@ def test_no_plan_means_unlimited_care_and_a_new_plan_starts_from_the_brigade_lay
     assert at.session_state["scenario"].medical_plan is None
     at.radio(key="sc_plan_mode").set_value("plan").run()  # back to the plan left a moment ago
     assert at.session_state["scenario"].medical_plan.front("Estonia").helicopters == 0
+    tab(at, "Basics")  # the plan tab closed: the plan stays, and comes back as it was
+    assert at.session_state["scenario"].medical_plan.front("Estonia").helicopters == 0
+    assert tab(at, "Medical plan").radio(key="sc_plan_mode").value == "plan"
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -366,7 +378,7 @@ def test_pin_as_baseline_then_every_change_shows_beside_it(data_dir):
     pinned = at.session_state["sc_baseline"]["figures"]
     table = table_with(at, "Baseline → now")
     assert set(table["Change"]) == {"no change"}
-    at.slider(key="sc_cat_BI").set_value(80.0).run()  # more battle injuries: more deaths
+    tab(at, "Casualty mix").slider(key="sc_cat_BI").set_value(80.0).run()  # more battle injuries: more deaths
     now = resources.preview_summary(at.session_state["scenario"].canonical_json(), 3000)["figures"]
     table = table_with(at, "Baseline → now").set_index("Figure")
     deaths_before, deaths_now = pinned["Deaths (KIA + DOW)"][0], now["Deaths (KIA + DOW)"][0]
@@ -415,7 +427,7 @@ def test_a_scenario_name_is_shown_as_typed_never_as_markdown(data_dir):
 
 
 def test_replications_run_in_the_background_and_show_intervals(data_dir):
-    at = open_preset("brigade_falklands")
+    at = open_preset("brigade_falklands", on_tab="Basics")
     at.number_input(key="sc_days").set_value(4).run()
     at.number_input(key="sc_rep_runs").set_value(4).run()
     at.button(key="sc_rep_go").click().run()

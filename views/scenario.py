@@ -78,15 +78,33 @@ def table(name: str, **config):
     return ss["sc_tables_out"][name]
 
 
-def remember_tables() -> None:
-    """Before leaving (any rerun), make the last edited tables the base of the next editors if these vanish."""
-    ss["sc_tables"] = {**ss["sc_tables"], **ss.get("sc_tables_out", {})}
-
-
-if f"sc_fronts_{ss['sc_gen']}" not in ss and ss.get("sc_tables_out"):
-    remember_tables()  # came back from another page: editors restart from what was edited
+# Only the open tab is drawn (a closed tab's widgets cost nothing on a rerun): a widget not drawn loses its state,
+# so every value lives in the form too and is put back when its tab opens again.
+TABS = ("Basics", "Fronts", "Casualty mix", "Events", "Care", "Medical plan")
+TABLE_TAB = {"fronts": "Fronts", "nations": "Fronts", "special_events": "Events", "environment": "Events",
+             "triage_override": "Care"}
+SECTION_TAB = {"basics": "Basics", "fronts": "Fronts", "category": "Casualty mix", "warfare": "Casualty mix",
+               "tempo": "Casualty mix", "events": "Events", "environment": "Events", "care": "Care"}
+open_tab = ss.get("sc_tab") if ss.get("sc_tab") in TABS else TABS[0]
+# an editor drawn in the last run but not in this one (its tab closed, or back from another page) leaves its edits
+# as the base of the next editors, which start afresh under a new key
+if any(TABLE_TAB[name] != open_tab or f"sc_{name}_{ss['sc_gen']}" not in ss for name in ss.get("sc_tables_out", {})):
+    ss["sc_tables"] = {**ss["sc_tables"], **ss["sc_tables_out"]}
     ss["sc_gen"] += 1
 ss["sc_tables_out"] = {}
+# A widget's state goes with it when its tab closes, and what the session state then gives for its key is the
+# value last put there by code, not the last one typed: while a tab is closed, its widgets' keys hold the form's
+# values, so they come back as they were left.
+CARE_FIELDS = ("evacuation_posture", "mascal_threshold", "allow_partners", "care_quality")
+MIX_FIELDS = ("intensity", "tempo", "tempo_anchors", "dnbi_tempo", *(f"cat_{c}" for c in CATEGORIES),
+              *(f"wt_{w}" for w in WARFARE_TYPES))
+for key in edit_.SIMPLE_FIELDS:
+    if open_tab != ("Care" if key in CARE_FIELDS else "Casualty mix" if key in MIX_FIELDS else "Basics"):
+        ss[f"sc_{key}"] = ss["sc_form"][key]
+if open_tab != "Medical plan":
+    ss["sc_plan_mode"] = PLAN if ss["sc_form"].get("medical_plan") is not None else UNLIMITED
+    for key in [k for k in ss if str(k).startswith(PLAN_KEY) or k == "sc_plan_front"]:
+        del ss[key]  # drawn again from the plan when the tab opens
 
 
 # --- actions (callbacks) ---------------------------------------------------------------------------------------
@@ -496,112 +514,133 @@ if ss.get("sc_import_error"):
     st.error(labels.text(ss["sc_import_error"]))
 message_box = st.empty()  # filled once the scenario is built: a message stays only while it is still true
 
+# --- the form's tabs -----------------------------------------------------------------------------------------
+def basics_tab() -> None:
+    st.text_input("Name", key="sc_name", max_chars=200)
+    st.text_area("Description", key="sc_description", height=68, max_chars=2000)
+    # no limits on these widgets: an out-of-range value reaches validation, which says why beside them
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Patients", step=1000, key="sc_patients", disabled=ss.get("sc_force_mode", False),
+                    help=f"1 to {MAX_PATIENTS:,}")
+    c2.number_input("Days", step=1, key="sc_days", help=f"1 to {MAX_DAYS:,}")
+    c3.number_input("Follow-up (hours)", step=24, key="sc_follow_up_h",
+                    help="How long care goes on after the last day (patients still in care then are "
+                         "counted as still in care); 0 to 1,440.")
+    c1, c2, c3 = st.columns(3)
+    c1.date_input("Start (UTC)", key="sc_start_date")
+    c2.number_input("Start hour (UTC)", step=1, key="sc_start_hour", help="0 to 23")
+    c3.number_input("Seed", step=1, key="sc_seed",
+                    help="Same scenario and seed give the same patients (0 to 2^63-1).")
+    st.toggle("Patients from force sizes", key="sc_force_mode",
+              help="Derive the number of patients, the battle-injury share and the front shares from each "
+                   "front's force size and published daily casualty rates (needs a force size on every front).")
+    boxes["basics"] = st.container()
+
+
+def fronts_tab() -> list[str]:
+    st.caption("Casualty shares and nation shares are in percent; they are scaled to 100 % when they do not "
+               "add up. Add or delete rows at the bottom or with the row menu.")
+    fronts = table("fronts", column_config={
+        "name": st.column_config.TextColumn("Front", required=True, max_chars=100),
+        "casualty_share": st.column_config.NumberColumn("Casualty share %", min_value=0, format="%.1f"),
+        "force_size": st.column_config.NumberColumn("Force size", min_value=100, max_value=500_000, step=1),
+        "utc_offset_h": st.column_config.NumberColumn("UTC offset (h)", min_value=-12, max_value=14, step=1)})
+    front_names = [str(r["name"]).strip() for r in fronts if r.get("name")]
+    codes = resources.nation_names()
+    table("nations", column_config={
+        "front": st.column_config.SelectboxColumn("Front", options=front_names, required=True),
+        "nation": st.column_config.SelectboxColumn("Nation", options=list(codes), required=True,
+                                                   format_func=lambda c: f"{c} · {codes.get(c, c)}",
+                                                   help="NATO members; AUS and NZL need 'Allow partner "
+                                                        "nations' (tab Care)"),
+        "share": st.column_config.NumberColumn("Share %", min_value=0, format="%.1f")})
+    boxes["fronts"] = st.container()
+    return front_names
+
+
+def mix_tab() -> None:
+    st.markdown("**Casualty mix** (%)")
+    cols = st.columns(4)
+    for col, c in zip(cols, CATEGORIES):
+        col.slider(labels.CATEGORY[c], 0.0, 100.0, step=0.5, key=f"sc_cat_{c}", format="%.1f")
+    boxes["category"] = st.container()
+    st.markdown("**Warfare types** (relative weights; 0 = not used)")
+    cols = st.columns(4)
+    for i, w in enumerate(WARFARE_TYPES):
+        cols[i % 4].slider(labels.plain(w).capitalize() if w != "cbrn" else "CBRN", 0.0, 3.0, step=0.05,
+                           key=f"sc_wt_{w}")
+    boxes["warfare"] = st.container()
+    st.select_slider("Intensity", INTENSITIES, key="sc_intensity")
+    c2, c3 = st.columns(2)
+    c2.selectbox("Tempo (battle injuries)", [*TEMPOS, edit_.CUSTOM_TEMPO], key="sc_tempo")
+    dnbi_options = [edit_.SAME_TEMPO, *TEMPOS] + ([edit_.CUSTOM_TEMPO] if ss["sc_form"].get("dnbi_anchors") else [])
+    c3.selectbox("Tempo (disease and non-battle)", dnbi_options, key="sc_dnbi_tempo")
+    if ss["sc_tempo"] == edit_.CUSTOM_TEMPO:
+        st.text_input("Tempo anchors", key="sc_tempo_anchors", placeholder="1, 2, 4, 2",
+                      help="Relative casualties through the scenario, first day to last (at least 2 numbers).")
+    boxes["tempo"] = st.container()
+
+
+def events_tab(front_names: list[str]) -> None:
+    st.markdown("**Special events**: empty cells are drawn from the seed (day, hour) or take the type's "
+                "default (size); size share is a percent of all patients")
+    table("special_events", column_config={
+        "type": st.column_config.SelectboxColumn("Type", options=list(SPECIAL_EVENT_TYPES), required=True,
+                                                 format_func=labels.plain),
+        "day": st.column_config.NumberColumn("Day", min_value=1, max_value=MAX_DAYS, step=1),
+        "hour": st.column_config.NumberColumn("Hour", min_value=0, max_value=23, step=1),
+        "size": st.column_config.NumberColumn("Size", min_value=1, step=1),
+        "size_share": st.column_config.NumberColumn("Size share %", min_value=0, max_value=100, format="%.1f"),
+        "front": st.column_config.SelectboxColumn("Front", options=front_names),
+        "warfare_type": st.column_config.SelectboxColumn("Warfare type", options=list(WARFARE_TYPES),
+                                                         format_func=labels.plain)})
+    boxes["events"] = st.container()
+    st.markdown("**Environment**: fronts is `all` or front names separated by commas; empty days = all days")
+    table("environment", column_config={
+        "condition": st.column_config.SelectboxColumn("Condition", options=list(ENVIRONMENT_CONDITIONS),
+                                                      format_func=labels.plain,
+                                                      required=True),
+        "fronts": st.column_config.TextColumn("Fronts", default="all"),
+        "first_day": st.column_config.NumberColumn("First day", min_value=1, max_value=MAX_DAYS, step=1),
+        "last_day": st.column_config.NumberColumn("Last day", min_value=1, max_value=MAX_DAYS, step=1)})
+    boxes["environment"] = st.container()
+
+
+def care_tab() -> None:
+    c1, c2 = st.columns(2)
+    c1.selectbox("Evacuation posture", POSTURES, key="sc_evacuation_posture",
+                 help="doctrinal meets the 10-1-2 lines; realistic and contested add delays")
+    c2.number_input("MASCAL threshold (patients)", min_value=2, max_value=500, step=1, key="sc_mascal_threshold",
+                    help="An incident with at least this many casualties overwhelms local care")
+    c1.slider("Care quality", 0.1, 5.0, step=0.05, key="sc_care_quality",
+              help="1 is the published baseline; higher means better care and fewer deaths of wounds")
+    c2.toggle("Allow partner nations", key="sc_allow_partners",
+              help="Australia (AUS) and New Zealand (NZL) beside the NATO nations")
+    st.markdown("**Triage override** (%): per category or mechanism, replaces the usual triage mix")
+    table("triage_override", column_config={
+        "applies_to": st.column_config.SelectboxColumn("Category or mechanism", options=list(edit_.OVERRIDE_KEYS),
+                                                       format_func=labels.plain,
+                                                       required=True),
+        **{t: st.column_config.NumberColumn(f"{t} %", min_value=0, max_value=100, format="%.0f")
+           for t in TRIAGES}})
+    boxes["care"] = st.container()
+
+
 edit_col, preview_col = st.columns([1, 1], gap="medium")
 boxes = {}
 with edit_col:
-    tabs = st.tabs(["Basics", "Fronts", "Casualty mix", "Events", "Care", "Medical plan"])
-    with tabs[0]:
-        st.text_input("Name", key="sc_name", max_chars=200)
-        st.text_area("Description", key="sc_description", height=68, max_chars=2000)
-        # no limits on these widgets: an out-of-range value reaches validation, which says why beside them
-        c1, c2, c3 = st.columns(3)
-        c1.number_input("Patients", step=1000, key="sc_patients", disabled=ss.get("sc_force_mode", False),
-                        help=f"1 to {MAX_PATIENTS:,}")
-        c2.number_input("Days", step=1, key="sc_days", help=f"1 to {MAX_DAYS:,}")
-        c3.number_input("Follow-up (hours)", step=24, key="sc_follow_up_h",
-                        help="How long care goes on after the last day (patients still in care then are "
-                             "counted as still in care); 0 to 1,440.")
-        c1, c2, c3 = st.columns(3)
-        c1.date_input("Start (UTC)", key="sc_start_date")
-        c2.number_input("Start hour (UTC)", step=1, key="sc_start_hour", help="0 to 23")
-        c3.number_input("Seed", step=1, key="sc_seed",
-                        help="Same scenario and seed give the same patients (0 to 2^63-1).")
-        st.toggle("Patients from force sizes", key="sc_force_mode",
-                  help="Derive the number of patients, the battle-injury share and the front shares from each "
-                       "front's force size and published daily casualty rates (needs a force size on every front).")
-        boxes["basics"] = st.container()
-    with tabs[1]:
-        st.caption("Casualty shares and nation shares are in percent; they are scaled to 100 % when they do not "
-                   "add up. Add or delete rows at the bottom or with the row menu.")
-        fronts = table("fronts", column_config={
-            "name": st.column_config.TextColumn("Front", required=True, max_chars=100),
-            "casualty_share": st.column_config.NumberColumn("Casualty share %", min_value=0, format="%.1f"),
-            "force_size": st.column_config.NumberColumn("Force size", min_value=100, max_value=500_000, step=1),
-            "utc_offset_h": st.column_config.NumberColumn("UTC offset (h)", min_value=-12, max_value=14, step=1)})
-        front_names = [str(r["name"]).strip() for r in fronts if r.get("name")]
-        codes = resources.nation_names()
-        table("nations", column_config={
-            "front": st.column_config.SelectboxColumn("Front", options=front_names, required=True),
-            "nation": st.column_config.SelectboxColumn("Nation", options=list(codes), required=True,
-                                                       format_func=lambda c: f"{c} · {codes.get(c, c)}",
-                                                       help="NATO members; AUS and NZL need 'Allow partner "
-                                                            "nations' (tab Care)"),
-            "share": st.column_config.NumberColumn("Share %", min_value=0, format="%.1f")})
-        boxes["fronts"] = st.container()
-    with tabs[2]:
-        st.markdown("**Casualty mix** (%)")
-        cols = st.columns(4)
-        for col, c in zip(cols, CATEGORIES):
-            col.slider(labels.CATEGORY[c], 0.0, 100.0, step=0.5, key=f"sc_cat_{c}", format="%.1f")
-        boxes["category"] = st.container()
-        st.markdown("**Warfare types** (relative weights; 0 = not used)")
-        cols = st.columns(4)
-        for i, w in enumerate(WARFARE_TYPES):
-            cols[i % 4].slider(labels.plain(w).capitalize() if w != "cbrn" else "CBRN", 0.0, 3.0, step=0.05,
-                               key=f"sc_wt_{w}")
-        boxes["warfare"] = st.container()
-        st.select_slider("Intensity", INTENSITIES, key="sc_intensity")
-        c2, c3 = st.columns(2)
-        c2.selectbox("Tempo (battle injuries)", [*TEMPOS, edit_.CUSTOM_TEMPO], key="sc_tempo")
-        dnbi_options = [edit_.SAME_TEMPO, *TEMPOS] + ([edit_.CUSTOM_TEMPO] if ss["sc_form"].get("dnbi_anchors") else [])
-        c3.selectbox("Tempo (disease and non-battle)", dnbi_options, key="sc_dnbi_tempo")
-        if ss["sc_tempo"] == edit_.CUSTOM_TEMPO:
-            st.text_input("Tempo anchors", key="sc_tempo_anchors", placeholder="1, 2, 4, 2",
-                          help="Relative casualties through the scenario, first day to last (at least 2 numbers).")
-        boxes["tempo"] = st.container()
-    with tabs[3]:
-        st.markdown("**Special events**: empty cells are drawn from the seed (day, hour) or take the type's "
-                    "default (size); size share is a percent of all patients")
-        table("special_events", column_config={
-            "type": st.column_config.SelectboxColumn("Type", options=list(SPECIAL_EVENT_TYPES), required=True,
-                                                     format_func=labels.plain),
-            "day": st.column_config.NumberColumn("Day", min_value=1, max_value=MAX_DAYS, step=1),
-            "hour": st.column_config.NumberColumn("Hour", min_value=0, max_value=23, step=1),
-            "size": st.column_config.NumberColumn("Size", min_value=1, step=1),
-            "size_share": st.column_config.NumberColumn("Size share %", min_value=0, max_value=100, format="%.1f"),
-            "front": st.column_config.SelectboxColumn("Front", options=front_names),
-            "warfare_type": st.column_config.SelectboxColumn("Warfare type", options=list(WARFARE_TYPES),
-                                                             format_func=labels.plain)})
-        boxes["events"] = st.container()
-        st.markdown("**Environment**: fronts is `all` or front names separated by commas; empty days = all days")
-        table("environment", column_config={
-            "condition": st.column_config.SelectboxColumn("Condition", options=list(ENVIRONMENT_CONDITIONS),
-                                                          format_func=labels.plain,
-                                                          required=True),
-            "fronts": st.column_config.TextColumn("Fronts", default="all"),
-            "first_day": st.column_config.NumberColumn("First day", min_value=1, max_value=MAX_DAYS, step=1),
-            "last_day": st.column_config.NumberColumn("Last day", min_value=1, max_value=MAX_DAYS, step=1)})
-        boxes["environment"] = st.container()
-    with tabs[4]:
-        c1, c2 = st.columns(2)
-        c1.selectbox("Evacuation posture", POSTURES, key="sc_evacuation_posture",
-                     help="doctrinal meets the 10-1-2 lines; realistic and contested add delays")
-        c2.number_input("MASCAL threshold (patients)", min_value=2, max_value=500, step=1, key="sc_mascal_threshold",
-                        help="An incident with at least this many casualties overwhelms local care")
-        c1.slider("Care quality", 0.1, 5.0, step=0.05, key="sc_care_quality",
-                  help="1 is the published baseline; higher means better care and fewer deaths of wounds")
-        c2.toggle("Allow partner nations", key="sc_allow_partners",
-                  help="Australia (AUS) and New Zealand (NZL) beside the NATO nations")
-        st.markdown("**Triage override** (%): per category or mechanism, replaces the usual triage mix")
-        table("triage_override", column_config={
-            "applies_to": st.column_config.SelectboxColumn("Category or mechanism", options=list(edit_.OVERRIDE_KEYS),
-                                                           format_func=labels.plain,
-                                                           required=True),
-            **{t: st.column_config.NumberColumn(f"{t} %", min_value=0, max_value=100, format="%.0f")
-               for t in TRIAGES}})
-        boxes["care"] = st.container()
-    with tabs[5]:
-        medical_plan_tab(front_names)
+    tabs = dict(zip(TABS, st.tabs(TABS, key="sc_tab", on_change="rerun")))
+    front_names = form_front_names()  # what the Fronts tab's editor has, when it is open
+    drawn = next((label for label, tab in tabs.items() if tab.open), TABS[0])
+    with tabs[drawn]:
+        if drawn == "Fronts":
+            front_names = fronts_tab()
+        elif drawn == "Events":
+            events_tab(front_names)
+        elif drawn == "Medical plan":
+            medical_plan_tab(front_names)
+        else:
+            {"Basics": basics_tab, "Casualty mix": mix_tab, "Care": care_tab}[drawn]()
 
 # --- build, validate, publish for Generate -----------------------------------------------------------------------
 form = {**ss["sc_form"], **{k: ss[f"sc_{k}"] for k in edit_.SIMPLE_FIELDS}, **ss["sc_tables"], **ss["sc_tables_out"]}
@@ -623,9 +662,11 @@ for section, box in boxes.items():
         shown.add(problem)
 for section in result.problems:
     for problem in result.problems[section]:
-        if problem not in shown:  # a part of the form not drawn now (another front's plan)
+        if problem not in shown:  # a part of the form not drawn now (a closed tab, another front's plan)
+            tab = "Medical plan" if section.startswith("plan") else SECTION_TAB.get(section)
+            where = f" (tab {tab})" if tab and tab != drawn else ""
             (boxes.get("plan") if section.startswith("plan") and "plan" in boxes else edit_col).error(
-                labels.text(problem))
+                labels.text(problem + where))
 if ss.get("sc_message") and result.scenario is not None and result.scenario.sha256() == ss.get("sc_message_sha"):
     message_box.success(labels.text(ss["sc_message"]))
 
