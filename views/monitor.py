@@ -2,6 +2,7 @@
 developer, the pool, cache and page-speed figures in a collapsed Details section."""
 from datetime import datetime, timezone
 
+import pyarrow as pa
 import streamlit as st
 
 import resources
@@ -85,24 +86,27 @@ def process_panel() -> None:
     if len(history) < 2:
         st.caption("The charts fill in as one sample a second is taken.")
         return
-    data = {"time": [datetime.fromtimestamp(s["t"], timezone.utc).isoformat() for s in history],
-            "CPU": [s["cpu_pct"] for s in history], "memory": [s["rss_mb"] for s in history],
-            "in use": [s.get("pool_checked_out") for s in history],
-            "most allowed": [s.get("pool_budget") for s in history],
-            "median": [s.get("query_ms_p50") for s in history],
-            "95 % of queries": [s.get("query_ms_p95") for s in history]}
+    # one Arrow table, each chart given only its columns: Streamlit sends Arrow as it is (a dict or a pandas frame
+    # would be converted once per chart)
+    data = pa.table({"time": [datetime.fromtimestamp(s["t"], timezone.utc).isoformat() for s in history],
+                     "CPU": [s["cpu_pct"] for s in history], "memory": [s["rss_mb"] for s in history],
+                     "in use": [s.get("pool_checked_out") for s in history],
+                     "most allowed": [s.get("pool_budget") for s in history],
+                     "median": [s.get("query_ms_p50") for s in history],
+                     "95 % of queries": [s.get("query_ms_p95") for s in history]})
+
+    def chart(col, series: list[str], y_title: str, title: str) -> None:
+        col.vega_lite_chart(data.select(["time", *series]),
+                            line_spec("time", series, x_type="temporal", x_title=TIME_AXIS, y_title=y_title,
+                                      title=title), width="stretch")
+
     c1, c2 = st.columns(2)
-    c1.vega_lite_chart(data, line_spec("time", ["CPU"], x_type="temporal", x_title=TIME_AXIS,
-                                       y_title="% of one core", title="Server CPU"), width="stretch")
-    c2.vega_lite_chart(data, line_spec("time", ["memory"], x_type="temporal", x_title=TIME_AXIS, y_title="MB",
-                                       title="Server memory (MB)"), width="stretch")
-    if any(v is not None for v in data["most allowed"]):
+    chart(c1, ["CPU"], "% of one core", "Server CPU")
+    chart(c2, ["memory"], "MB", "Server memory (MB)")
+    if data["most allowed"].null_count < data.num_rows:
         c3, c4 = st.columns(2)
-        c3.vega_lite_chart(data, line_spec("time", ["in use", "most allowed"], x_type="temporal", x_title=TIME_AXIS,
-                                           y_title="connections", title="Database connections"), width="stretch")
-        c4.vega_lite_chart(data, line_spec("time", ["median", "95 % of queries"], x_type="temporal",
-                                           x_title=TIME_AXIS, y_title="milliseconds", title="Database query time",
-                                           ), width="stretch")
+        chart(c3, ["in use", "most allowed"], "connections", "Database connections")
+        chart(c4, ["median", "95 % of queries"], "milliseconds", "Database query time")
 
 
 process_panel()
