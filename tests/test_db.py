@@ -372,6 +372,7 @@ def test_cancelled_or_failed_run_leaves_nothing_partial(engine, small, tmp_path,
 def test_delete_run_removes_rows_and_files(engine, tmp_path):
     scenario = load_scenario("default").with_overrides(patients=1_500, seed=5)
     manifest = generate_run(scenario, tmp_path / "gone", engine=engine, persist=True)
+    assert manifest["persisted"], manifest.get("database_error")
     key = _run_key(engine, manifest["run_id"])
     db.record_metrics(engine, manifest["run_id"], [{"t": 0.5, "patients_done": 10, "rss_mb": 100.0},
                                                    {"t": 1.0, "patients_done": 1500, "cpu_pct": 50.0}])
