@@ -434,3 +434,9 @@ def test_a_killed_runs_blocks_on_disk_are_removed_by_the_next_run(tmp_path):
     manifest = generate_run(preset("brigade_falklands"), tmp_path)
     assert manifest["status"] == "completed" and not left.exists()
     assert manifest["cleaned_up"]
+
+
+def test_the_summary_gives_long_delays_in_hours():
+    from core.capacity.report import _duration
+    assert [_duration(m) for m in (45, 119.4, 150, 599, 791)] == ["45 min", "119 min", "2.5 hours", "10 hours",
+                                                                  "13 hours"]

@@ -116,6 +116,14 @@ def _verdict_rules() -> dict:
     return config()["verdict"]
 
 
+def _duration(minutes: float) -> str:
+    """Minutes as a reader takes them in: "45 min", "2.5 hours", "13 hours"."""
+    if round(minutes) < 120:
+        return f"{minutes:,.0f} min"
+    hours = round(minutes / 60, 1)
+    return f"{hours:,.1f} hours" if hours < 10 else f"{hours:,.0f} hours"
+
+
 def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
     d, w, s = rep["deaths"], rep["waiting"], rep["t1_surgery"]
     parts = [f"{VERDICTS[rep['verdict']]}."]
@@ -128,7 +136,7 @@ def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
         parts.append(f"Busiest: {busiest['resource']} at {busiest['facility']}, full for "
                      f"{busiest['hours_at_capacity']:,.0f} of {horizon_h:,.0f} hours.")
     if s["delay_p90_min"]:
-        parts.append(f"One T1 casualty in ten reached surgery {s['delay_p90_min']:,.0f} min or more later than "
+        parts.append(f"One T1 casualty in ten reached surgery {_duration(s['delay_p90_min'])} or more later than "
                      f"with unlimited care.")
     att = d["attributable_to_capacity"]["total"]
     parts.append(f"Deaths attributable to capacity: {att:+,d} against the same casualties with unlimited care."
