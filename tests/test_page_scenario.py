@@ -181,6 +181,9 @@ def test_an_impossible_scenario_is_explained_and_blocks_generate(data_dir):
     stale = [w for w in shown(at.warning) if w.startswith("**Preview not current.**")]
     assert stale and "cannot be previewed or generated" in stale[0] and "Casualty mix: every share" in stale[0]
     assert any("last valid scenario, not current" in c for c in shown(at.caption))
+    tab(at, "Basics")  # the problem stays in sight, saying on which tab it is
+    assert "Casualty mix: every share is 0 %, so they cannot be scaled to 100 % (give at least one a positive " \
+           "share) (tab Casualty mix)" in shown(at.error)
     at.switch_page("views/generate.py").run()
     assert any("The scenario is not valid, so it cannot be generated" in e.value for e in at.error)
     start = next(b for b in at.button if "Generate" in b.label or "Start" in b.label)
