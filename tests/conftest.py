@@ -26,6 +26,19 @@ def assert_contract_holds(run_dir: Path) -> str:
     return text
 
 
+def fail_stream_at(monkeypatch, block: int, message: str = "disk on fire") -> None:
+    """Make every generation fail with RuntimeError(``message``) when it reaches batch ``block`` (0-based): a run
+    that breaks part-way after writing its first batches."""
+    real = generator.stream
+
+    def failing(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == block:
+                raise RuntimeError(message)
+            yield item
+    monkeypatch.setattr(generator, "stream", failing)
+
+
 def cli(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL, timeout: float = 120,
         cwd: Path = REPO) -> subprocess.CompletedProcess:
     """``python -m core ARGS`` from the repository root; stdin is not a terminal unless given."""

@@ -21,6 +21,7 @@ from core import db, schema
 from core.db.tables import aware
 from core.run import generate_run
 from core.scenario import load_scenario
+from conftest import fail_stream_at
 
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("MPG_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -339,15 +340,7 @@ def test_cancelled_or_failed_run_leaves_nothing_partial(engine, small, tmp_path,
     cancel = threading.Event()
     kwargs = {"cancel": cancel, "on_progress": _first_batches_then(cancel, 4_000)}
     if how == "failure":
-        from core import generator
-        real = generator.stream
-
-        def failing(*a, **k):
-            for i, batch in enumerate(real(*a, **k)):
-                if i == 2:
-                    raise RuntimeError("disk on fire")
-                yield batch
-        monkeypatch.setattr(generator, "stream", failing)
+        fail_stream_at(monkeypatch, 2)
         kwargs = {}
     run_id = f"test-{how}-{uuid.uuid4().hex[:6]}"
     if how == "cancel":

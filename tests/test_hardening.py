@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO, cli, fail_stream_at
 from core import explore, runs, settings
 from core.__main__ import main
 from core.run import generate_run
@@ -127,15 +127,7 @@ def test_a_forced_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path, monk
     out = tmp_path / "run"
     before = generate_run(small(400), out)
     files = {name: (out / name).read_bytes() for name in everything(out)}
-    from core import generator
-    real = generator.stream
-
-    def failing(*args, **kwargs):
-        for i, item in enumerate(real(*args, **kwargs)):
-            if i == 1:
-                raise RuntimeError("disk on fire")
-            yield item
-    monkeypatch.setattr(generator, "stream", failing)
+    fail_stream_at(monkeypatch, 1)
     with pytest.raises(RuntimeError, match="disk on fire"):
         generate_run(small(40_000), out, force=True, chunk_size=1_000)
     assert {name: (out / name).read_bytes() for name in everything(out)} == files
