@@ -338,8 +338,9 @@ def nation_names() -> dict[str, str]:
 def find_runs(runs_dir: str, folders: tuple[str, ...], version: int) -> list[dict]:
     """Run folders with a manifest under ``runs_dir`` (settings.runs_dir()) and ``folders``; ``version`` is
     job_registry().version, so a run that just finished appears at once; the ttl picks up CLI runs."""
-    from core import runs
-    return runs.list_runs(runs_dir, *(Path(f).expanduser() for f in folders if f.strip()), interrupted=False)
+    from core import explore, runs
+    allowed = [Path(f).expanduser() for f in folders if f.strip() and explore.missing_folder(f) is None]
+    return runs.list_runs(runs_dir, *allowed, interrupted=False)
 
 
 def explore_runs(folders: tuple[str, ...] = ()) -> list[dict]:

@@ -57,8 +57,16 @@ class RunNotExplorable(Exception):
 # --- finding runs ------------------------------------------------------------------------------------------
 
 def missing_folder(folder: str) -> str | None:
-    """A one-line message when an extra runs folder typed by the user does not exist."""
-    if folder.strip() and not Path(folder).expanduser().is_dir():
+    """A one-line message when an extra runs folder typed by the user may not be read (outside the data folder and
+    the folders of MPG_EXPLORE_FOLDERS: core.settings.explore_folder) or does not exist; None when it can be read."""
+    from core import settings
+    if not folder.strip():
+        return None
+    try:
+        settings.explore_folder(folder)
+    except settings.FolderNotAllowed as exc:
+        return str(exc)
+    if not Path(folder).expanduser().is_dir():
         return f"folder {folder!r} does not exist (give a run folder or a folder of run folders)"
     return None
 

@@ -63,13 +63,18 @@ def test_the_run_list_says_why_some_runs_cannot_be_explored(data_dir):
         explore.open_run(data_dir)
 
 
-def test_runs_are_listed_from_another_folder_or_a_single_run_folder(data_dir, tmp_path, scenario):
+def test_runs_are_listed_from_another_folder_or_a_single_run_folder(data_dir, tmp_path, scenario, monkeypatch):
     generate_run(scenario.with_overrides(patients=100), tmp_path / "elsewhere" / "one")
     for root in (tmp_path / "elsewhere", tmp_path / "elsewhere" / "one"):
         rows = runs.list_runs(settings.runs_dir(), root)
         assert [r["out_dir"] for r in rows if r["out_dir"].endswith("one")] == [str(tmp_path / "elsewhere" / "one")]
-    assert explore.missing_folder(str(tmp_path / "nope")).startswith("folder ")
-    assert explore.missing_folder(str(tmp_path)) is None
+    # a typed folder is read only inside the data folder or a folder the operator allows (MPG_EXPLORE_FOLDERS)
+    assert "outside the folders Explore may read" in explore.missing_folder(str(tmp_path / "elsewhere"))
+    assert "outside the folders Explore may read" in explore.missing_folder("/etc")
+    monkeypatch.setenv("MPG_EXPLORE_FOLDERS", str(tmp_path / "elsewhere"))
+    assert explore.missing_folder(str(tmp_path / "elsewhere")) is None
+    assert explore.missing_folder(str(tmp_path / "elsewhere" / "nope")).startswith("folder ")
+    assert explore.missing_folder("/etc").startswith("/etc is outside")
 
 
 @pytest.mark.parametrize("fmt", ["csvgz", "ndjson", "json"])

@@ -237,3 +237,20 @@ def test_a_scenario_name_is_shown_as_text_never_as_markdown(data_dir):
     at = open_planned(data_dir, "Overview")
     caption = next(c.value for c in at.caption if "seed 4" in c.value)
     assert caption.startswith("\\*\\*Bold\\*\\* \\!\\[x\\]\\(http\\:\u200b//evil")  # no bold, image or link
+
+
+def test_runs_from_another_folder_are_read_only_where_the_operator_allows(data_dir, tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    run_id = generate_run(load_scenario("default").with_overrides(patients=100, seed=2), outside / "run-x")["run_id"]
+    listed = lambda: any(run_id in o for o in at.selectbox(key="ex_run").options)  # noqa: E731
+    monkeypatch.delenv("MPG_EXPLORE_FOLDERS", raising=False)
+    at = open_explore()
+    at.text_input(key="ex_folder").set_value(str(outside)).run()
+    assert any("is outside the folders Explore may read" in e for e in shown(at.error))
+    assert not listed()
+    at.text_input(key="ex_folder").set_value("/etc").run()
+    assert any(e.startswith("/etc is outside the folders Explore may read") for e in shown(at.error))
+    monkeypatch.setenv("MPG_EXPLORE_FOLDERS", str(outside))
+    at.text_input(key="ex_folder").set_value(str(outside)).run()
+    assert not at.exception and not [e for e in shown(at.error) if "outside the folders" in e]
+    assert listed()

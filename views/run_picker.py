@@ -30,7 +30,9 @@ def _other_folder(key: str) -> tuple[str, ...]:
     """A folder of runs (or one run folder) typed by the user, when it exists."""
     with st.expander("Runs from another folder"):
         extra = st.text_input("Folder", key=key, placeholder="/path/to/runs or /path/to/one/run",
-                              help="Runs under the data folder are always listed; add a folder written by the CLI.")
+                              help="Runs under the data folder are always listed; add a folder written by the CLI "
+                                   "(inside the data folder or a folder the operator allows with "
+                                   "MPG_EXPLORE_FOLDERS).")
         problem = missing_folder(extra)
         if problem:
             st.error(problem)
