@@ -6,7 +6,7 @@ import re
 
 import polars as pl
 
-from charts.figures import COUNT, PALETTE, QUEUE_KIND_COLORS, ROLE_COLORS, layout, numbers, times
+from charts.figures import COUNT, MARGIN, PALETTE, QUEUE_KIND_COLORS, ROLE_COLORS, layout, numbers, times
 from core.explore import WAITING_FOR
 from charts.labels import PLACE, TRIAGE, plotly_text
 
@@ -39,7 +39,7 @@ def peaks_spec(report: dict, title: str = "Peak occupancy against capacity", nar
             if key not in busiest or r["peak"] / r["capacity"] > busiest[key]["peak"] / busiest[key]["capacity"]:
                 busiest[key] = {**r, "facility": kind}
         rows = list(busiest.values())
-        title = f"{title} (the busiest facility of each kind)"
+        title = f"{title}<br>(the busiest facility of each kind)"  # two lines: a narrow column
     rows.sort(key=lambda r: (ROLE_ORDER.get(r["role"], 9), r["facility"], r["resource"]))
     names = [f"{plotly_text(r['facility'])}{'<br>' if narrow else ' · '}{r['resource']}" for r in rows]
     data = []
@@ -53,7 +53,8 @@ def peaks_spec(report: dict, title: str = "Peak occupancy against capacity", nar
                      "hovertemplate": "%{y}: peak %{text} (%{x:.0%}), full for %{customdata[0]:,.0f} h, "
                                       "longest queue %{customdata[1]:,}<extra></extra>"})
     height = 130 + (40 if narrow else 22) * len(rows)
-    return {"data": data, "layout": layout(title, height, barmode="overlay",
+    extra = {"margin": {**MARGIN, "t": 64}} if narrow else {}
+    return {"data": data, "layout": layout(title, height, barmode="overlay", **extra,
                                            xaxis={"tickformat": ".0%", "range": [0, 1.05],
                                                   "title": {"text": "peak as a share of capacity"}},
                                            yaxis={"autorange": "reversed", "automargin": True,

@@ -19,7 +19,8 @@ def _x(x: str, x_type: str, x_title: str | None) -> dict:
     if x_type == "temporal":  # a 24-hour UTC clock: Vega's default multi-format is a 12-hour clock without am/pm,
         # and in Streamlit's Vega-Lite an axis "format" with formatType "utc" is ignored; a label expression is not
         return {"field": x, "type": "temporal", "scale": {"type": "utc"}, "title": x_title,
-                "axis": {**AXIS, "labelExpr": f"utcFormat(datum.value, '{CLOCK}')", "tickCount": 6}}
+                "axis": {**AXIS, "labelExpr": f"utcFormat(datum.value, '{CLOCK}')", "tickCount": 6,
+                         "labelFlush": True}}  # the last tick's label stays inside the chart as time moves on
     return {"field": x, "type": "quantitative", "title": x_title,
             "axis": {**AXIS, "format": ",~r", "tickMinStep": 1, "tickCount": 8}}
 
