@@ -201,21 +201,20 @@ def run_rows() -> list[dict]:
 def deletion_blocker(run: dict) -> str | None:
     """Why the Runs page must not offer to delete ``run`` (a ``run_rows`` row), or None when it may.
 
-    A run whose writer may be alive is never offered, nor a folder outside the dashboard's runs folder. Uses
-    ``core.runs.deletable(folder, root)`` when core has it (the one rule for every caller); until then the
-    status, the folder's place and, for a folder without a manifest, how recently a file in it changed."""
+    A run whose writer may be alive is never offered (its status, or ``core.runs.deletable``: its folder is locked),
+    nor a folder outside the dashboard's runs folder, nor a folder without a manifest in which a file changed
+    recently (the command line may still be writing it)."""
     import time
     from core import runs as run_folders
     root = job_registry().runs_root
     folder = Path(run["out_dir"]) if run.get("out_dir") else root / run["run_id"]
     if run.get("status") in ("queued", "running"):
         return "it is still being written: cancel it on Generate first"
-    deletable = getattr(run_folders, "deletable", None)
-    if deletable is not None and run.get("on_disk"):
-        reason = deletable(folder, root)
+    if run.get("on_disk"):
+        reason = run_folders.deletable(folder, root)
         if reason:
             return reason
-    if folder.exists() and folder.resolve().parent != root.resolve():  # e.g. a command-line run saved with --db
+    if folder.exists() and not run_folders.inside(folder, root):  # e.g. a command-line run saved with --db
         return "its folder is not in the dashboard's runs folder (delete it where it was written)"
     if run.get("status") == "interrupted" and folder.is_dir():  # no manifest: the command line may still write it
         newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)

@@ -87,7 +87,7 @@ def _patients_arg(text: str) -> int | str:
 
 
 def cmd_generate(args) -> int:
-    from core.run import OutputFolderError, cancel_on_signals, check_output_dir, failure_reason, generate_run, shown
+    from core.run import cancel_on_signals, check_output_dir, failure_reason, generate_run, shown
     scenario = load_scenario(args.scenario)
     force_mode = args.patients == "force"
     scenario = scenario.with_overrides(patients=None if force_mode else args.patients, seed=args.seed, days=args.days,
@@ -120,9 +120,7 @@ def cmd_generate(args) -> int:
                                     chunk_size=args.chunk_size, workers=args.workers, on_progress=progress,
                                     cancel=cancel, fhir_profile=args.fhir_profile, force=args.force,
                                     on_notice=notice, **db_kwargs)
-        except OutputFolderError as exc:
-            raise BadInput(str(exc)) from None
-        except ValueError as exc:
+        except ValueError as exc:  # a bad option or output folder (OutputFolderError is one)
             raise BadInput(str(exc)) from None
         except Exception as exc:  # recorded in the manifest as failed; no data file under a final name
             if tty:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -438,7 +438,7 @@ class JobRegistry:
 
 def _job_row(job: Job) -> dict:
     """The row of a job whose process has not made its folder yet (a core.runs.list_runs row's keys)."""
-    started = datetime.fromtimestamp(job.submitted_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = runs.utc_text(job.submitted_at)
     return {"run_id": job.run_id, "status": job.status, "scenario_name": job.scenario_name,
             "scenario_version": job.scenario_version, "seed": job.seed, "patients": job.patients_total,
             "format": job.fmt, "compressed": job.compress, "encrypted": job.encrypted, "created_at": started,

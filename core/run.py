@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -155,10 +154,6 @@ def _high_water_mark() -> int | None:
     return None
 
 
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _write_json(out: Path, name: str, data: dict, rows: int | None = None, seal=None) -> dict:
     """A JSON file of the run (encrypted with the run's ``seal``, as ``<name>.enc``), finished under a temporary
     name for the run's Staging; returns its entry for the manifest's file list."""
@@ -270,7 +265,7 @@ def _generate(scenario: Scenario, out: Path, previous: dict | None, *, fmt, comp
         "seed": scenario.seed, "scenario": scenario.to_dict(), "scenario_sha256": scenario.sha256(),
         "patients": 0, "format": fmt, "compressed": compress, "encrypted": password is not None,
         "chunk_size": chunk_size, "workers": workers, "block_size": generator.BLOCK,
-        "started_at": _utc(started),
+        "started_at": runs.utc_text(started),
     }
     if fmt == "fhir":
         manifest["fhir_profile"] = fhir_profile or "collection"
@@ -370,7 +365,7 @@ def _finish(out, manifest, started, t0, done, status, error, files, database, st
     elapsed = time.perf_counter() - t0
     manifest.update({
         "patients": done if status == "completed" else 0, "patients_generated": done,
-        "finished_at": _utc(started + elapsed), "elapsed_s": round(elapsed, 3),
+        "finished_at": runs.utc_text(started + elapsed), "elapsed_s": round(elapsed, 3),
         "patients_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
         "peak_rss_mb": peak_rss_mb(), "status": status, "files": files,
     })

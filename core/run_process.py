@@ -84,7 +84,7 @@ def main() -> int:
         try:
             engine = db.get_engine(order["database_url"])
         except Exception as exc:  # down, or not ours: the files are still written
-            db_note = db.redact(f"database unavailable: {exc}", order["database_url"])
+            db_note = db.unavailable_text(exc, order["database_url"])
     kwargs = {}
     if engine is not None:
         kwargs = {"engine": engine, "persist": order["persist"], "scenario_name": order["scenario_name"],

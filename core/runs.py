@@ -71,9 +71,14 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def utc_text(ts: float) -> str:
+    """A POSIX time as the runs' UTC text: 2026-12-03T14:38:00Z."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def write_json(path: str | os.PathLike, data: dict) -> bytes:
     """Write ``data`` as indented UTF-8 JSON under ``path`` atomically; returns the bytes written."""
-    payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+    payload = json_bytes(data)
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
     return payload
@@ -388,7 +393,7 @@ def _row(folder: Path) -> dict:
     stat = folder.stat()
     return {"run_id": folder.name, "status": "running" if is_locked(folder) else "interrupted", "scenario_name": None, "scenario_version": None,
             "seed": None, "patients": None, "format": None, "compressed": None, "encrypted": None,
-            "created_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": utc_text(stat.st_mtime),
             "finished_at": None, "elapsed_s": None, "patients_per_s": None, "peak_rss_mb": None,
             "bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()), "files": 0,
             "out_dir": str(folder), "persisted": False, "error": None, "on_disk": True,

@@ -36,6 +36,15 @@ TABLE_SCHEMAS = {
 
 
 # --- state: the form mirrors every widget, so values survive a visit to another page ----------------------------
+def clear_plan_widgets() -> None:
+    for key in [k for k in ss if str(k).startswith(PLAN_KEY)]:
+        del ss[key]
+
+
+def plan_mode(plan) -> str:
+    return PLAN if plan is not None else UNLIMITED
+
+
 def load_form(scenario: Scenario, saved: tuple | None = None, message: str | None = None) -> None:
     """Put a scenario into every widget (a callback: runs before the widgets are drawn)."""
     form = edit_.form_from_scenario(scenario)
@@ -48,10 +57,9 @@ def load_form(scenario: Scenario, saved: tuple | None = None, message: str | Non
     ss["sc_saved"] = saved  # (name, version, sha256) when it came from the database
     ss["sc_message"] = message
     ss["sc_message_sha"] = scenario.sha256()  # the message stays while the scenario is the one it speaks of
-    ss["sc_plan_mode"] = PLAN if scenario.medical_plan is not None else UNLIMITED
+    ss["sc_plan_mode"] = plan_mode(scenario.medical_plan)
     ss["sc_plan_draft"] = None
-    for key in [k for k in ss if str(k).startswith(PLAN_KEY)]:
-        del ss[key]
+    clear_plan_widgets()
     for key in ("sc_save_name", "sc_dup_name"):  # a name typed for the previous scenario is not this one's
         ss[key] = None
 
@@ -102,9 +110,9 @@ for key in edit_.SIMPLE_FIELDS:
     if open_tab != ("Care" if key in CARE_FIELDS else "Casualty mix" if key in MIX_FIELDS else "Basics"):
         ss[f"sc_{key}"] = ss["sc_form"][key]
 if open_tab != "Medical plan":
-    ss["sc_plan_mode"] = PLAN if ss["sc_form"].get("medical_plan") is not None else UNLIMITED
-    for key in [k for k in ss if str(k).startswith(PLAN_KEY) or k == "sc_plan_front"]:
-        del ss[key]  # drawn again from the plan when the tab opens
+    ss["sc_plan_mode"] = plan_mode(ss["sc_form"].get("medical_plan"))
+    clear_plan_widgets()  # drawn again from the plan when the tab opens
+    ss.pop("sc_plan_front", None)
 
 
 # --- actions (callbacks) ---------------------------------------------------------------------------------------
@@ -210,11 +218,6 @@ def plan_key(front: str | None, kind: str | None, name: str) -> str:
 def form_front_names() -> list[str]:
     rows = {**ss["sc_tables"], **ss.get("sc_tables_out", {})}.get("fronts") or []
     return [str(r["name"]).strip() for r in rows if r.get("name")]
-
-
-def clear_plan_widgets() -> None:
-    for key in [k for k in ss if str(k).startswith(PLAN_KEY)]:
-        del ss[key]
 
 
 def on_plan_mode() -> None:

@@ -28,7 +28,7 @@ from .scenarios import (clean_description, clean_name, delete_scenario, list_sce
 from .runs import (RUN_LIST_COLS, defer_cleanup, delete_run, drop_run_rows, finish_run, finish_values, get_run,
                    list_runs, patient_record, record_metrics, recover_interrupted, register_run, run_metrics,
                    run_summary, run_table)
-from .link import DatabaseLink, check, dispose_all, get_engine, is_available
+from .link import DatabaseLink, check, dispose_all, get_engine, is_available, unavailable_text
 
 __all__ = [
     "DatabaseUnavailable", "PoolExhausted", "is_down", "reason",
@@ -43,5 +43,5 @@ __all__ = [
     "RUN_LIST_COLS", "defer_cleanup", "delete_run", "drop_run_rows", "finish_run", "finish_values", "get_run",
     "list_runs", "patient_record", "record_metrics", "recover_interrupted", "register_run", "run_metrics",
     "run_summary", "run_table",
-    "DatabaseLink", "check", "dispose_all", "get_engine", "is_available",
+    "DatabaseLink", "check", "dispose_all", "get_engine", "is_available", "unavailable_text",
 ]

@@ -19,6 +19,15 @@ _MIGRATED: set[int] = set()
 _LOCK = threading.RLock()
 
 
+def unavailable_text(exc: Exception, url: str | None) -> str:
+    """One line for a database that cannot be used: down (already worded), or a bad URL, a foreign database or a
+    missing driver; never any part of the password."""
+    if isinstance(exc, DatabaseUnavailable):
+        return str(exc)
+    return redact(f"database unavailable: {exc}" if isinstance(exc, ValueError) else
+                  f"database unavailable: {type(exc).__name__}: {exc}", url)
+
+
 def get_engine(url: str | None = None) -> sa.Engine:
     """The process's engine for ``url`` (default: DATABASE_URL or data/mpg.sqlite), migrated on first use.
 
@@ -92,11 +101,8 @@ class DatabaseLink:
                 self.described = describe(engine)
             else:
                 check(engine)
-        except DatabaseUnavailable as exc:
-            error = str(exc)
-        except Exception as exc:  # a bad URL, a foreign database or a missing driver: not there either
-            error = redact(f"database unavailable: {exc}" if isinstance(exc, ValueError) else
-                           f"database unavailable: {type(exc).__name__}: {exc}", self.url)
+        except Exception as exc:
+            error = unavailable_text(exc, self.url)
         with self._lock:
             self.engine, self.error = engine, error
 
