@@ -266,6 +266,22 @@ def test_patient_lookup_uses_the_runs_partition_index(persisted):
         assert f"{stored[table]}_r{key}" in plan and "Index" in plan and "Seq Scan" not in plan, plan
 
 
+def test_a_patients_rows_on_sqlite_are_found_by_index_through_the_views(tmp_path):
+    """The views over the per-patient lists find one patient's row by the lists' index, never by a scan."""
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'plan.sqlite'}")
+    try:
+        db.migrate(engine)
+        with engine.connect() as conn:
+            for view, stored in (("events", "event_lists"), ("conditions", "condition_lists"),
+                                 ("vitals", "vital_lists"), ("vital_sets", "vital_lists")):
+                plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN SELECT * FROM {view} WHERE run_key = 1 AND patient_id = 17"))
+                assert f"USING INDEX ix_{stored}_run_patient" in plan, plan
+                assert "SCAN l" not in plan, plan
+    finally:
+        engine.dispose()
+
+
 def test_migration_0002_keeps_the_vitals_of_saved_runs(backend, tmp_path):
     """A database at 0001 with a saved run's long vitals rows: 0002 turns them into sets that read back as the
     same rows through the vitals view, and the downgrade gives the long table back."""
@@ -310,6 +326,81 @@ def test_migration_0002_keeps_the_vitals_of_saved_runs(backend, tmp_path):
         if backend[0] == "postgresql":
             with _pg_admin().begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def test_migration_0003_keeps_the_events_conditions_and_vitals_of_saved_sqlite_runs(tmp_path):
+    """A SQLite database at 0002 with a saved run's rows (an event detail and a diagnosis that need escaping, a time
+    with microseconds): 0003 packs them one row per patient and the views read back the same rows; the downgrade
+    gives the tables back."""
+    from alembic import command
+    from core.sinks.database import vital_sets
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    batch = next(iter(__import__("core.generator", fromlist=["stream"]).stream(
+        load_scenario("default").with_overrides(patients=300, seed=3), chunk_size=300)))
+    row = pl.int_range(pl.len())
+    tables = {
+        "events": batch.events.with_columns(
+            detail=pl.when(row == 5).then(pl.lit('say "stop"\\ now')).otherwise(pl.col("detail")),
+            time=pl.when(row == 6).then(pl.col("time") + pl.duration(microseconds=123)).otherwise(pl.col("time"))),
+        "conditions": batch.conditions.with_columns(
+            display=pl.when(row == 2).then(pl.lit('a "b"\nc')).otherwise(pl.col("display"))),
+        "vitals": batch.vitals}
+    tables = {t: f.with_columns(pl.col(c).cast(pl.String) for c, d in f.schema.items() if isinstance(d, pl.Enum))
+              for t, f in tables.items()}
+    order = {"events": ("patient_id", "seq"), "conditions": ("patient_id", "rank"),
+             "vitals": ("patient_id", "time", "code")}
+
+    def read(conn, name):
+        t = db.RUN_TABLES[name]
+        frame = pl.DataFrame([{**r._mapping, "time": aware(r.time)} if "time" in r._mapping else dict(r._mapping)
+                              for r in conn.execute(sa.select(*(c for c in t.c if c.name != "run_key"))
+                                                    .where(t.c.run_key == 1))])
+        if "time" in frame.columns:
+            frame = frame.with_columns(pl.col("time").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        return frame.cast(tables[name].schema).sort(order[name])
+
+    def same(conn):
+        for name, frame in tables.items():
+            assert read(conn, name).equals(frame.sort(order[name])), name
+        return True
+    try:
+        with engine.connect() as conn:
+            command.upgrade(db.alembic_config(conn), "0002")
+            for name in ("events", "conditions"):
+                conn.execute(db.RUN_TABLES[name].insert(), [{"run_key": 1, **r} for r in tables[name].to_dicts()])
+            conn.execute(db.VITAL_SETS.insert(), [{"run_key": 1, **r} for r in vital_sets(batch.vitals).to_dicts()])
+            conn.commit()
+            assert same(conn)
+            command.upgrade(db.alembic_config(conn), "head")
+            conn.commit()
+            for name, source in (("event_lists", "events"), ("condition_lists", "conditions"),
+                                 ("vital_lists", "vitals")):  # one row per patient who has any (KIA: no vitals)
+                assert (conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
+                        == tables[source]["patient_id"].n_unique() > 0)
+            assert not {"events", "conditions", "vital_sets"} & set(sa.inspect(conn).get_table_names())
+            assert same(conn)
+            command.downgrade(db.alembic_config(conn), "0002")
+            conn.commit()
+            assert "event_lists" not in sa.inspect(conn).get_table_names()
+            assert same(conn)
+    finally:
+        engine.dispose()
+
+
+def test_events_with_text_that_needs_escaping_are_stored_exactly(tmp_path):
+    """A detail with quotes, a backslash and a line break survives the SQLite load (JSON escaping)."""
+    from core.sinks.database import event_lists
+    batch = next(iter(__import__("core.generator", fromlist=["stream"]).stream(
+        load_scenario("default").with_overrides(patients=50, seed=3), chunk_size=50)))
+    odd = batch.events.with_columns(
+        detail=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit('a "b"\\c\nd')).otherwise(pl.col("detail")))
+    packed = event_lists(odd)
+    assert packed.height == batch.patients.height
+    rows = [json.loads(text) for text in packed["events"]]
+    flat = [e for patient in rows for e in patient]
+    assert [e[4] for e in flat] == odd["detail"].to_list()
+    assert [e[0] for e in flat] == odd["seq"].to_list()
+    assert [e[1] for e in flat] == odd["time"].dt.epoch("us").to_list()
 
 
 def test_vitals_that_are_not_whole_sets_are_refused_not_stored_wrong():

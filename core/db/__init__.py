@@ -20,7 +20,7 @@ from .engine import (APP_NAME, DRIVERS, MAX_OVERFLOW_DEFAULT, POOL_SIZE_DEFAULT,
                      create_engine, default_url, describe, dialect, parse_url, pool_settings, pool_status, redact,
                      unavailable)
 from .tables import (DESCRIPTION_MAX, META, METRIC_FIELDS, METRICS, NAME_MAX, RUN_TABLES, RUNS, SCENARIOS,
-                     STORED_TABLES, TZ, VITAL_SET_COLUMNS, VITAL_SETS)
+                     STORED_TABLES, TZ, VITAL_SET_COLUMNS, VITAL_SETS, stored_tables)
 from .migration import (MIGRATIONS, ForeignDatabase, alembic_config, head_revision, migrate, schema_revision,
                         status)
 from .scenarios import (clean_description, clean_name, delete_scenario, list_scenarios, load_scenario,
@@ -36,7 +36,7 @@ __all__ = [
     "create_engine", "default_url", "describe", "dialect", "parse_url", "pool_settings", "pool_status", "redact",
     "unavailable",
     "DESCRIPTION_MAX", "META", "METRIC_FIELDS", "METRICS", "NAME_MAX", "RUN_TABLES", "RUNS", "SCENARIOS",
-    "STORED_TABLES", "TZ", "VITAL_SET_COLUMNS", "VITAL_SETS",
+    "STORED_TABLES", "TZ", "VITAL_SET_COLUMNS", "VITAL_SETS", "stored_tables",
     "MIGRATIONS", "ForeignDatabase", "alembic_config", "head_revision", "migrate", "schema_revision", "status",
     "clean_description", "clean_name", "delete_scenario", "list_scenarios", "load_scenario", "save_scenario",
     "scenario_versions",

@@ -19,7 +19,7 @@ from core import runs as run_folders, schema
 
 from .engine import connect, dialect, guarded
 from .tables import (METRIC_FIELDS, METRICS, NAME_MAX, RUN_TABLES, RUNS, STORED_TABLES, aware, parse_time, quoted,
-                     row_dict, run_partition, utcnow)
+                     row_dict, run_partition, stored_tables, utcnow)
 
 RUN_LIST_COLS = ("run_id", "status", "scenario_name", "scenario_version", "seed", "patients", "format",
                  "created_at", "finished_at", "elapsed_s", "patients_per_s", "peak_rss_mb", "out_dir", "persisted",
@@ -174,7 +174,7 @@ def drop_run_rows(engine: sa.Engine, run_key: int, *, only_unfinished: bool = Fa
             row = conn.execute(sa.select(RUNS.c.status, RUNS.c.persisted).where(RUNS.c.run_key == k)).first()
             if row is not None and row.persisted and row.status == "completed":
                 return
-        for table, t in STORED_TABLES.items():
+        for table, t in stored_tables(dialect(engine)).items():
             if dialect(engine) == "postgresql":
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quoted(run_partition(table, k))}")
             else:

@@ -106,6 +106,27 @@ VITAL_SETS = sa.Table("vital_sets", META, sa.Column("run_key", sa.Integer, nulla
                       sa.Column("facility", sa.Text), *(sa.Column(c, sa.Float) for c in VITAL_SET_COLUMNS))
 STORED_TABLES: dict[str, sa.Table] = {"patients": RUN_TABLES["patients"], "events": RUN_TABLES["events"],
                                       "conditions": RUN_TABLES["conditions"], "vital_sets": VITAL_SETS}
+# SQLite stores a patient's events, conditions and vital signs as one row each (migration 0003): ``events``,
+# ``conditions`` and ``vital_sets`` are views there over ``event_lists``, ``condition_lists`` and ``vital_lists``,
+# whose last column holds the JSON array of the patient's ``[seq, time, facility, event, detail]``,
+# ``[rank, code, display, body_region, severity]`` or ``[time, facility, <the 7 values>]`` (time in microseconds
+# since 1970 UTC)
+EVENT_FIELDS = ("seq", "time", "facility", "event", "detail")
+CONDITION_FIELDS = ("rank", "code", "display", "body_region", "severity")
+SET_FIELDS = ("time", "facility", *VITAL_SET_COLUMNS)
+EVENT_LISTS = sa.Table("event_lists", META, sa.Column("run_key", sa.Integer, nullable=False),
+                       sa.Column("patient_id", sa.BigInteger), sa.Column("events", sa.Text))
+CONDITION_LISTS = sa.Table("condition_lists", META, sa.Column("run_key", sa.Integer, nullable=False),
+                           sa.Column("patient_id", sa.BigInteger), sa.Column("conditions", sa.Text))
+VITAL_LISTS = sa.Table("vital_lists", META, sa.Column("run_key", sa.Integer, nullable=False),
+                       sa.Column("patient_id", sa.BigInteger), sa.Column("sets", sa.Text))
+SQLITE_STORED_TABLES: dict[str, sa.Table] = {"patients": RUN_TABLES["patients"], "event_lists": EVENT_LISTS,
+                                             "condition_lists": CONDITION_LISTS, "vital_lists": VITAL_LISTS}
+
+
+def stored_tables(dialect_name: str) -> dict[str, sa.Table]:
+    """The tables a persisted run's rows are stored in on this kind of database."""
+    return SQLITE_STORED_TABLES if dialect_name == "sqlite" else STORED_TABLES
 
 
 def run_partition(table: str, run_key: int) -> str:

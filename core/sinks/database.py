@@ -12,18 +12,23 @@ generation. On completion each writer indexes and analyzes its tables and one tr
 partitions and marks the run completed: readers see the whole run or nothing. Cancel, failure or delete drops the
 tables.
 
-SQLite: one writer thread, ``executemany`` of many-row INSERTs from one flat list of a batch's values (categories
-bound as integer codes), one transaction per batch (a single transaction per run would lock every other writer,
-such as a scenario save, out for the whole run); the rows are reachable through core.db only once the run is
-marked completed, and a cancelled or failed run's rows are deleted. The binding costs a quarter of what one INSERT
-per row from a tuple per row did; a 200,000-patient load takes about half the time it did, the rest being SQLite's
-own work on the rows and their indexes (benchmarks/bench_sqlite.py).
+SQLite: a render thread turns each batch into SQL values — patients row by row, and a patient's events,
+conditions and vital sets as one row each (tables ``event_lists``, ``condition_lists``, ``vital_lists`` holding JSON
+arrays, read through views with the contract's names; migration 0003), built column-wise by polars — while one
+writer thread inserts the batch before with ``executemany`` of many-row INSERTs (categories bound as integer codes),
+one transaction per batch (a single transaction per run would lock every other writer, such as a scenario save, out
+for the whole run); the rows are reachable through core.db only once the run is marked completed, and a cancelled
+or failed run's rows are deleted. Python's sqlite3 binds value by value holding the interpreter lock: storing by
+patient binds 6.6 million values for 200,000 patients instead of 22 million (benchmarks/bench_sqlite.py).
 
-Either way a writer loads batch n while batch n + 1 is generated, never more, so the run's progress counts the load.
+Either way a writer loads batch n while batch n + 1 is generated (on SQLite: rendered), never more, so the run's
+progress counts the load.
 """
 from __future__ import annotations
 
+import json
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -36,8 +41,8 @@ from core import schema
 from core.db.engine import connect, describe, dialect, pool_status, unavailable
 from core.db.errors import DatabaseUnavailable, is_down, reason
 from core.db.runs import defer_cleanup, drop_run_rows, finish_run, finish_values, register_run
-from core.db.tables import RUNS, STORED_TABLES, quoted, run_partition
-from core.schema import Batch
+from core.db.tables import RUNS, SQLITE_STORED_TABLES, STORED_TABLES, quoted, run_partition
+from core.schema import VITAL_SET_COLUMNS, Batch
 
 from . import pgcopy
 
@@ -100,7 +105,7 @@ class Summary:
 
 
 def _columns(table: str) -> list[str]:
-    return [c.name for c in STORED_TABLES[table].c if c.name != "run_key"]
+    return [c.name for c in SQLITE_STORED_TABLES.get(table, STORED_TABLES.get(table)).c if c.name != "run_key"]
 
 
 def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
@@ -112,20 +117,81 @@ def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
     return sets
 
 
-# --- writers -------------------------------------------------------------------------------------------------------
-class _Writer(threading.Thread):
-    """Takes batches one at a time and loads them. ``offer`` returns once the writer has taken the batch, so it
-    loads batch n while batch n + 1 is generated, never more: a run's progress (patients generated) is never more
-    than one batch ahead of what is stored, its ETA counts the load, and memory stays flat."""
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%6f"  # how SQLAlchemy's SQLite DateTime stores a time (UTC)
+_PLAIN = re.compile(r"^[A-Za-z0-9_ .\-]*$")  # category texts that need no escaping inside a JSON string
 
-    def __init__(self, loader: "_Loader", tables: tuple[str, ...]) -> None:
-        super().__init__(name=f"mpg-db-{'-'.join(tables)}", daemon=True)
-        self.loader, self.tables = loader, tables
+
+def _json_lists(frame: pl.DataFrame, elements: list[pl.Expr], name: str) -> pl.DataFrame:
+    """One row per patient: ``patient_id`` and ``name``, the JSON array of the patient's rows as arrays of
+    ``elements`` (already JSON texts), in row order (the rows come in patient order)."""
+    element = pl.concat_str([pl.lit("["), pl.concat_str(elements, separator=","), pl.lit("]")])
+    return (frame.lazy().select(pl.col("patient_id"), element.alias(name))
+            .group_by("patient_id", maintain_order=True).agg(pl.col(name).str.join(","))
+            .with_columns(pl.concat_str([pl.lit("["), pl.col(name), pl.lit("]")]).alias(name)).collect())
+
+
+def _json_time(col: str) -> pl.Expr:
+    return pl.col(col).dt.epoch("us").cast(pl.String)
+
+
+def _json_category(frame: pl.DataFrame, col: str) -> pl.Expr:
+    dtype = frame.schema[col]
+    if not isinstance(dtype, pl.Enum) or not all(_PLAIN.match(c) for c in dtype.categories.to_list()):
+        raise ValueError(f"{col} must be one of the contract's plain categories")
+    return pl.concat_str([pl.lit('"'), pl.col(col).cast(pl.String), pl.lit('"')])
+
+
+def _json_text(frame: pl.DataFrame, col: str) -> pl.Expr:
+    """A string column as JSON text (null as null); escaped by json.dumps only where a value needs it."""
+    if frame[col].str.contains(r"[\x00-\x1f\\\"]").any():
+        return pl.col(col).map_elements(json.dumps, return_dtype=pl.String, skip_nulls=True).fill_null("null")
+    return pl.concat_str([pl.lit('"'), pl.col(col), pl.lit('"')]).fill_null("null")
+
+
+def condition_lists(conditions: pl.DataFrame) -> pl.DataFrame:
+    """A batch's conditions as one row per patient (SQLite's ``condition_lists``, migration 0003): ``patient_id``
+    and ``conditions``, the JSON array of the patient's ``[rank, code, display, body_region, severity]`` in order."""
+    return _json_lists(conditions, [pl.col("rank").cast(pl.String), _json_text(conditions, "code"),
+                                    _json_text(conditions, "display"), _json_category(conditions, "body_region"),
+                                    _json_category(conditions, "severity")], "conditions")
+
+
+def event_lists(events: pl.DataFrame) -> pl.DataFrame:
+    """A batch's events as one row per patient (SQLite's ``event_lists``, migration 0003): ``patient_id`` and
+    ``events``, the JSON array of the patient's ``[seq, time, facility, event, detail]`` in order, ``time`` in
+    microseconds since 1970 UTC (the view ``events`` turns it back into SQLite's time text). Built column-wise; a
+    detail holding a quote, a backslash or a control character is escaped as JSON requires."""
+    return _json_lists(events, [pl.col("seq").cast(pl.String), _json_time("time"),
+                                _json_category(events, "facility"), _json_category(events, "event"),
+                                _json_text(events, "detail")], "events")
+
+
+def vital_lists(vitals: pl.DataFrame) -> pl.DataFrame:
+    """A batch's vital signs as one row per patient (SQLite's ``vital_lists``, migration 0003): ``patient_id`` and
+    ``sets``, the JSON array of the patient's measurement sets ``[time, facility, <the 7 values>]`` in order (floats
+    written so that they read back exactly)."""
+    sets = vital_sets(vitals)
+    values = sets.select(VITAL_SET_COLUMNS)
+    if any(values[c].is_nan().any() or values[c].is_infinite().any() for c in VITAL_SET_COLUMNS):
+        raise ValueError("a vital sign is not a number; the database stores only numbers")
+    return _json_lists(sets, [_json_time("time"), _json_category(sets, "facility"),
+                              *(pl.col(c).cast(pl.String) for c in VITAL_SET_COLUMNS)], "sets")
+
+
+# --- writers -------------------------------------------------------------------------------------------------------
+class _Stage(threading.Thread):
+    """A thread that takes items one at a time. ``offer`` returns once the thread has taken the item, so it works
+    on item n while item n + 1 is made, never more: a run's progress (patients generated) is never more than a
+    batch or two ahead of what is stored, its ETA counts the load, and memory stays flat."""
+
+    def __init__(self, loader: "_Loader", name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.loader = loader
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
 
     def offer(self, item) -> None:
-        """Hand an item to a live writer and wait until it has taken it (never for a writer that ended)."""
+        """Hand an item to a live thread and wait until it has taken it (never for a thread that ended)."""
         while self.is_alive():
             try:
                 self.queue.put(item, timeout=0.5)
@@ -134,6 +200,25 @@ class _Writer(threading.Thread):
                 continue
         while self.is_alive() and not self.queue.empty():
             time.sleep(0.002)
+
+    def failed(self, exc: BaseException) -> None:
+        """Record the error (finish() reports it) and drain the queue so that offer() never blocks."""
+        self.error = exc
+        self.loader.failed.set()
+        while True:
+            try:
+                if self.queue.get(timeout=30) is _STOP:
+                    break
+            except queue.Empty:
+                break
+
+
+class _Writer(_Stage):
+    """Loads batches (or what the loader's renderer made of them) into the database on a connection of its own."""
+
+    def __init__(self, loader: "_Loader", tables: tuple[str, ...]) -> None:
+        super().__init__(loader, f"mpg-db-{'-'.join(tables)}")
+        self.tables = tables
 
     def run(self) -> None:
         try:
@@ -153,15 +238,29 @@ class _Writer(threading.Thread):
                     if _driver_down(exc):  # a dead connection goes, it is not handed back to the pool
                         conn.invalidate()
                     raise
-        except BaseException as exc:  # reported by finish(); the queue is drained so put() never blocks
-            self.error = exc
-            self.loader.failed.set()
+        except BaseException as exc:
+            self.failed(exc)
+
+
+class _Renderer(_Stage):
+    """Turns batches into what the writers load (``loader.render``) while the writers load the one before."""
+
+    def __init__(self, loader: "_Loader") -> None:
+        super().__init__(loader, "mpg-db-render")
+
+    def run(self) -> None:
+        try:
             while True:
-                try:
-                    if self.queue.get(timeout=30) is _STOP:
-                        break
-                except queue.Empty:
+                item = self.queue.get()
+                if item is _STOP:
                     break
+                if not self.loader.failed.is_set():
+                    rendered = self.loader.render(item)
+                    for w in self.loader.writers:
+                        if not self.loader.failed.is_set():
+                            w.offer(rendered)
+        except BaseException as exc:
+            self.failed(exc)
 
 
 class _Loader:
@@ -171,28 +270,42 @@ class _Loader:
         self.engine, self.run_key = engine, run_key
         self.failed = threading.Event()
         # seconds spent per table and stage (render, copy, index, analyze), for benchmarks/bench_db.py
-        self.timings: dict[str, dict[str, float]] = {t: {} for t in STORED_TABLES}
+        self.timings: dict[str, dict[str, float]] = {t: {} for ts in self.writers_tables for t in ts}
         self.writers = [_Writer(self, t) for t in self.writers_tables]
+        self.renderer = _Renderer(self) if type(self).render is not _Loader.render else None
 
     def start(self) -> None:
         self.prepare()
         for w in self.writers:
             w.start()
+        if self.renderer is not None:
+            self.renderer.start()
 
     def put(self, batch: Batch) -> None:
+        if self.renderer is not None:
+            self.renderer.offer(batch)
+            return
         for w in self.writers:
             if not self.failed.is_set():
                 w.offer(batch)
 
     def close(self) -> BaseException | None:
-        """Wait for the writers; the first error, if any."""
+        """Wait for the renderer and the writers; the first error, if any."""
+        stages = [*([self.renderer] if self.renderer is not None else []), *self.writers]
+        if self.renderer is not None:
+            self.renderer.offer(_STOP)
+            self.renderer.join()
         for w in self.writers:
             w.offer(_STOP)
         for w in self.writers:
             w.join()
-        return next((w.error for w in self.writers if w.error is not None), None)
+        return next((s.error for s in stages if s.error is not None), None)
 
     # dialect parts
+    def render(self, batch: Batch):
+        """What the writers load instead of the batch itself (a loader that defines it gets a renderer thread)."""
+        return batch
+
     def prepare(self) -> None: ...
     def load(self, raw, batch: Batch, tables) -> None: ...
     def seal(self, raw, tables) -> None: ...
@@ -204,7 +317,15 @@ class _Loader:
 
     @staticmethod
     def frame(batch: Batch, table: str) -> pl.DataFrame:
-        return vital_sets(batch.vitals) if table == "vital_sets" else batch.tables()[table]
+        if table == "vital_sets":
+            return vital_sets(batch.vitals)
+        if table == "event_lists":
+            return event_lists(batch.events)
+        if table == "condition_lists":
+            return condition_lists(batch.conditions)
+        if table == "vital_lists":
+            return vital_lists(batch.vitals)
+        return batch.tables()[table]
 
 
 class _PostgresLoader(_Loader):
@@ -280,18 +401,25 @@ class _SqliteLoader(_Loader):
     column, no tuple per row), and categorical columns are bound as their small integer codes, turned back into
     their text by the statement. SQLite does its own work with the interpreter lock released: generation goes on."""
 
+    writers_tables = (tuple(SQLITE_STORED_TABLES),)  # events as one row per patient (event_lists)
     ROWS_PER_INSERT = 200
     CACHE_KIB = 256 * 1024  # the writer's page cache while loading: a batch's pages stay in memory until commit
 
-    def load(self, raw, batch: Batch, tables) -> None:
+    def render(self, batch: Batch) -> dict[str, tuple[list, list[str]]]:
+        out = {}
+        for table in SQLITE_STORED_TABLES:
+            t0 = time.perf_counter()
+            out[table] = sqlite_values(self.frame(batch, table), _columns(table))
+            self._timed(table, "render", t0)
+        return out
+
+    def load(self, raw, rendered: dict[str, tuple[list, list[str]]], tables) -> None:
         if not getattr(self, "_tuned", False):
             raw.execute(f"PRAGMA cache_size=-{self.CACHE_KIB}")
             self._tuned = True
         cur = raw.cursor()
         for table in tables:
-            t0 = time.perf_counter()
-            values, marks = sqlite_values(self.frame(batch, table), _columns(table))
-            self._timed(table, "render", t0)
+            values, marks = rendered[table]
             t0 = time.perf_counter()
             sqlite_insert(cur, table, _columns(table), values, marks, run_key=self.run_key,
                           rows=max(1, min(self.ROWS_PER_INSERT, _variable_limit(raw) // len(marks))))
@@ -338,7 +466,7 @@ def sqlite_values(frame: pl.DataFrame, columns: list[str]) -> tuple[list, list[s
         dtype = frame.schema[c]
         mark = "?"
         if isinstance(dtype, pl.Datetime):
-            expr = pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%6f")
+            expr = pl.col(c).dt.convert_time_zone("UTC").dt.strftime(SQLITE_TIME)
         elif dtype == pl.Date:
             expr = pl.col(c).dt.strftime("%Y-%m-%d")
         elif isinstance(dtype, pl.Enum):

@@ -1,0 +1,140 @@
+"""SQLite: a patient's events, conditions and vital signs stored as one row each (tables ``event_lists``,
+``condition_lists`` and ``vital_lists``: run_key, patient_id and a JSON array), read through views with the old
+names, so every query still reads the contract's tables: ``events`` (one row per event), ``conditions``,
+``vital_sets`` (one row per measurement set) and ``vitals`` (the contract's long rows, over ``vital_sets`` as
+before). These are 12 of a persisted run's 13 rows per patient; binding their values one by one through Python's
+sqlite3 module was most of the SQLite load (docs/database.md). PostgreSQL keeps its partitions (COPY is fast there): this revision does nothing on it.
+
+Existing runs are converted.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-03
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+TZ = sa.DateTime(timezone=True)
+# frozen copies (docs/data-contract.md, version 1): the fields of a list's elements, in order
+EVENT_FIELDS = ("seq", "time", "facility", "event", "detail")
+CONDITION_FIELDS = ("rank", "code", "display", "body_region", "severity")
+SIGNS = (("8867-4", "Heart rate", "/min", "heart_rate"), ("9279-1", "Resp rate", "/min", "resp_rate"),
+         ("8480-6", "BP sys", "mm[Hg]", "bp_sys"), ("8462-4", "BP dias", "mm[Hg]", "bp_dias"),
+         ("59408-5", "SaO2 % BldA PulseOx", "%", "spo2"), ("8310-5", "Body temperature", "Cel", "temperature"),
+         ("9269-2", "GCS total", "{score}", "gcs"))
+SET_FIELDS = ("time", "facility", *(s[3] for s in SIGNS))
+
+
+def time_text(us: str) -> str:
+    """SQL: microseconds since 1970 UTC as SQLAlchemy's SQLite time text ('YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
+    return f"printf('%s.%06d', datetime({us} / 1000000, 'unixepoch'), {us} % 1000000)"
+
+
+def time_us(text: str) -> str:
+    """SQL: SQLAlchemy's SQLite time text as microseconds since 1970 UTC."""
+    return (f"(CAST(strftime('%s', substr({text}, 1, 19)) AS INTEGER) * 1000000 "
+            f"+ CAST(substr({text} || '.000000', 21, 6) AS INTEGER))")
+
+
+def _unpacked(fields: tuple[str, ...], list_table: str, column: str, as_names: bool = True) -> str:
+    """SELECT of a list table's elements, one row each, as columns named after ``fields`` (time converted)."""
+    cols = []
+    for i, name in enumerate(fields):
+        value = f"json_extract(j.value, '$[{i}]')"
+        value = time_text(value) if name == "time" else value
+        cols.append(f"{value} AS {name}" if as_names else value)
+    return f"SELECT l.run_key, l.patient_id, {', '.join(cols)} FROM {list_table} l, json_each(l.{column}) j"
+
+
+def _packed(fields: tuple[str, ...], table: str, order: str) -> str:
+    """SELECT of a table's rows as one JSON array per patient (time converted), in ``order``."""
+    items = ", ".join(time_us("time") if f == "time" else f for f in fields)
+    return (f"SELECT run_key, patient_id, json_group_array(json_array({items})) "
+            f"FROM (SELECT * FROM {table} ORDER BY run_key, patient_id, {order}) GROUP BY run_key, patient_id "
+            f"ORDER BY run_key, patient_id")
+
+
+def _vitals_view() -> str:
+    signs = " UNION ALL ".join(f"SELECT {i} AS k, '{code}' AS code, '{name}' AS name, '{unit}' AS unit"
+                               for i, (code, name, unit, _) in enumerate(SIGNS))
+    value = "CASE c.k " + " ".join(f"WHEN {i} THEN s.{col}" for i, (*_, col) in enumerate(SIGNS)) + " END"
+    return (f"CREATE VIEW vitals AS SELECT s.run_key, s.patient_id, s.time, s.facility, c.code, c.name, "
+            f"{value} AS value, c.unit FROM vital_sets s CROSS JOIN ({signs}) c")
+
+
+def _list_table(name: str, column: str) -> None:
+    op.create_table(name, sa.Column("run_key", sa.Integer, nullable=False), sa.Column("patient_id", sa.BigInteger),
+                    sa.Column(column, sa.Text))
+    op.create_index(f"ix_{name}_run_patient", name, ["run_key", "patient_id"])
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        return
+    _list_table("event_lists", "events")
+    conn.exec_driver_sql(f"INSERT INTO event_lists (run_key, patient_id, events) "
+                         f"{_packed(EVENT_FIELDS, 'events', 'seq')}")
+    op.drop_index("ix_events_run_patient", "events")
+    op.drop_table("events")
+    conn.exec_driver_sql(f"CREATE VIEW events AS {_unpacked(EVENT_FIELDS, 'event_lists', 'events')}")
+
+    _list_table("condition_lists", "conditions")
+    conn.exec_driver_sql(f"INSERT INTO condition_lists (run_key, patient_id, conditions) "
+                         f"{_packed(CONDITION_FIELDS, 'conditions', 'rank')}")
+    op.drop_index("ix_conditions_run_patient", "conditions")
+    op.drop_table("conditions")
+    conn.exec_driver_sql(f"CREATE VIEW conditions AS "
+                         f"{_unpacked(CONDITION_FIELDS, 'condition_lists', 'conditions')}")
+
+    conn.exec_driver_sql("DROP VIEW vitals")
+    _list_table("vital_lists", "sets")
+    conn.exec_driver_sql(f"INSERT INTO vital_lists (run_key, patient_id, sets) "
+                         f"{_packed(SET_FIELDS, 'vital_sets', 'time')}")
+    op.drop_index("ix_vital_sets_run_patient", "vital_sets")
+    op.drop_table("vital_sets")
+    conn.exec_driver_sql(f"CREATE VIEW vital_sets AS {_unpacked(SET_FIELDS, 'vital_lists', 'sets')}")
+    conn.execute(sa.text(_vitals_view()))  # text(): escapes the '%' unit
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        return
+    conn.exec_driver_sql("DROP VIEW events")
+    op.create_table("events", sa.Column("run_key", sa.Integer, nullable=False),
+                    sa.Column("patient_id", sa.BigInteger), sa.Column("seq", sa.SmallInteger), sa.Column("time", TZ),
+                    sa.Column("facility", sa.Text), sa.Column("event", sa.Text), sa.Column("detail", sa.Text))
+    op.create_index("ix_events_run_patient", "events", ["run_key", "patient_id"])
+    conn.exec_driver_sql(f"INSERT INTO events (run_key, patient_id, {', '.join(EVENT_FIELDS)}) "
+                         f"{_unpacked(EVENT_FIELDS, 'event_lists', 'events', False)} ORDER BY 1, 2, 3")
+    op.drop_index("ix_event_lists_run_patient", "event_lists")
+    op.drop_table("event_lists")
+
+    conn.exec_driver_sql("DROP VIEW conditions")
+    op.create_table("conditions", sa.Column("run_key", sa.Integer, nullable=False),
+                    sa.Column("patient_id", sa.BigInteger), sa.Column("rank", sa.SmallInteger),
+                    sa.Column("code", sa.Text), sa.Column("display", sa.Text), sa.Column("body_region", sa.Text),
+                    sa.Column("severity", sa.Text))
+    op.create_index("ix_conditions_run_patient", "conditions", ["run_key", "patient_id"])
+    conn.exec_driver_sql(f"INSERT INTO conditions (run_key, patient_id, {', '.join(CONDITION_FIELDS)}) "
+                         f"{_unpacked(CONDITION_FIELDS, 'condition_lists', 'conditions', False)} ORDER BY 1, 2, 3")
+    op.drop_index("ix_condition_lists_run_patient", "condition_lists")
+    op.drop_table("condition_lists")
+
+    conn.exec_driver_sql("DROP VIEW vitals")
+    conn.exec_driver_sql("DROP VIEW vital_sets")
+    op.create_table("vital_sets", sa.Column("run_key", sa.Integer, nullable=False),
+                    sa.Column("patient_id", sa.BigInteger), sa.Column("time", TZ), sa.Column("facility", sa.Text),
+                    *(sa.Column(col, sa.Float) for *_, col in SIGNS))
+    op.create_index("ix_vital_sets_run_patient", "vital_sets", ["run_key", "patient_id"])
+    conn.exec_driver_sql(f"INSERT INTO vital_sets (run_key, patient_id, {', '.join(SET_FIELDS)}) "
+                         f"{_unpacked(SET_FIELDS, 'vital_lists', 'sets', False)} ORDER BY 1, 2, 3")
+    op.drop_index("ix_vital_lists_run_patient", "vital_lists")
+    op.drop_table("vital_lists")
+    conn.execute(sa.text(_vitals_view()))
