@@ -128,24 +128,27 @@ def test_every_page_renders_without_errors(dashboard, page):
         no_exception(page, title)
 
 
-def test_generate_20000_patients_then_explore_the_run(dashboard, page):
+def test_generate_200000_patients_then_explore_the_run(dashboard, page):
     url, data = dashboard
     open_page(page, url, "Generate")
     patients = page.get_by_role("spinbutton", name="Patients", exact=True)
-    patients.fill("20000")
+    patients.fill("200000")
     patients.press("Enter")
     settle(page)
     page.get_by_role("button", name="Generate").click()
     page.get_by_text(re.compile(r"\bcompleted\b")).first.wait_for(timeout=180_000)
     no_exception(page, "Generate after the run")
+    time.sleep(1)
+    cut = page.evaluate(CUT_TEXT)  # the download buttons: each file's name and size whole
+    assert not cut, f"Generate after the run: text cut: {cut}"
     manifests = list((data / "runs").glob("*/manifest.json"))
     assert len(manifests) == 1
     assert '"status": "completed"' in manifests[0].read_text()
-    assert '"patients": 20000' in manifests[0].read_text()
+    assert '"patients": 200000' in manifests[0].read_text()
 
     open_page(page, url, "Explore")
     no_exception(page, "Explore")
-    page.get_by_text(re.compile(r"20,000")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"200,000")).first.wait_for(timeout=60_000)
 
 
 # --- what a stakeholder sees: a field that blocks, charts of real size, no text cut --------------------------------
@@ -160,6 +163,17 @@ CUT_TEXT = """() => {
     const clips = style.textOverflow === 'ellipsis' || ['hidden', 'clip'].includes(style.overflowX);
     if (clips && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
       cut.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 80)}"`);
+  }
+  // a box that ends its text with an ellipsis (labels of buttons and widgets): its text wider than the box, even by
+  // a fraction of a pixel (scrollWidth rounds that away, the browser still cuts the last characters)
+  for (const el of main.querySelectorAll('*')) {
+    if (!el.offsetParent || el.closest('[data-testid="stDataFrame"]') || !el.textContent.trim()) continue;
+    if (getComputedStyle(el).textOverflow !== 'ellipsis') continue;
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && range.getBoundingClientRect().width > box.width + 0.1)
+      cut.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 80)}" (ellipsis)`);
   }
   for (const t of main.querySelectorAll('svg text')) {  // chart titles, axis titles, legends, tick labels
     const text = t.textContent.trim(), svg = t.ownerSVGElement;

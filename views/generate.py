@@ -203,12 +203,13 @@ def downloads(view: dict) -> None:
     files = (view["manifest"] or {}).get("files") or []
     folder, limit = Path(view["out_dir"]), download_limit_bytes()
     total = sum(f["bytes"] for f in files)
-    cols = st.columns(min(len(files) + 1, 4) or 1)
+    cols = st.columns(min(len(files) + 1, 3) or 1)  # three a row: a name and its size are read whole at 1400 px
     for i, f in enumerate(files):
         col = cols[i % len(cols)]
         if f["bytes"] <= limit:
             col.download_button(f"{f['name']} ({human_bytes(f['bytes'])})", data=lambda p=folder / f["name"]: p.read_bytes(),
-                                file_name=f["name"], icon=":material/download:", key=f"dl-{view['run_id']}-{f['name']}")
+                                file_name=f["name"], icon=":material/download:", key=f"dl-{view['run_id']}-{f['name']}",
+                                width="stretch")
         else:
             col.caption(f"{f['name']} ({human_bytes(f['bytes'])}): too big for a browser download, "
                         "take it from the run's folder (see Details)")
@@ -216,7 +217,7 @@ def downloads(view: dict) -> None:
         cols[len(files) % len(cols)].download_button(
             f"All as ZIP (~{human_bytes(total)})", data=lambda: zip_run(folder, resources.exports_dir()).read_bytes(),
             file_name=f"{view['run_id']}.zip", mime="application/zip", icon=":material/folder_zip:",
-            key=f"zip-{view['run_id']}")
+            key=f"zip-{view['run_id']}", width="stretch")
 
 
 def job_row(v: dict) -> dict:
