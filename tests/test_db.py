@@ -4,6 +4,7 @@ With CI set, an unreachable PostgreSQL fails these tests instead of skipping the
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import os
 import subprocess
 import sys
@@ -338,13 +339,17 @@ def test_migration_0003_keeps_the_events_conditions_and_vitals_of_saved_sqlite_r
     batch = next(iter(__import__("core.generator", fromlist=["stream"]).stream(
         load_scenario("default").with_overrides(patients=300, seed=3), chunk_size=300)))
     row = pl.int_range(pl.len())
+    before_1970 = pl.lit(datetime(1944, 6, 6, 6, 30, 0, 250_000, tzinfo=timezone.utc)).dt.cast_time_unit("us")
     tables = {
         "events": batch.events.with_columns(
             detail=pl.when(row == 5).then(pl.lit('say "stop"\\ now')).otherwise(pl.col("detail")),
-            time=pl.when(row == 6).then(pl.col("time") + pl.duration(microseconds=123)).otherwise(pl.col("time"))),
+            time=pl.when(row == 6).then(pl.col("time") + pl.duration(microseconds=123))
+            .when(row == 7).then(before_1970).otherwise(pl.col("time"))),
         "conditions": batch.conditions.with_columns(
             display=pl.when(row == 2).then(pl.lit('a "b"\nc')).otherwise(pl.col("display"))),
-        "vitals": batch.vitals}
+        "vitals": batch.vitals.with_columns(  # needs 17 significant digits (SQLite's JSON keeps 15)
+            value=pl.when(row == 3).then(pl.lit(36.60000000000001)).otherwise(pl.col("value")))}
+    sets = vital_sets(tables["vitals"])
     tables = {t: f.with_columns(pl.col(c).cast(pl.String) for c, d in f.schema.items() if isinstance(d, pl.Enum))
               for t, f in tables.items()}
     order = {"events": ("patient_id", "seq"), "conditions": ("patient_id", "rank"),
@@ -368,9 +373,12 @@ def test_migration_0003_keeps_the_events_conditions_and_vitals_of_saved_sqlite_r
             command.upgrade(db.alembic_config(conn), "0002")
             for name in ("events", "conditions"):
                 conn.execute(db.RUN_TABLES[name].insert(), [{"run_key": 1, **r} for r in tables[name].to_dicts()])
-            conn.execute(db.VITAL_SETS.insert(), [{"run_key": 1, **r} for r in vital_sets(batch.vitals).to_dicts()])
+            conn.execute(db.VITAL_SETS.insert(), [{"run_key": 1, **r} for r in sets.to_dicts()])
             conn.commit()
             assert same(conn)
+            # what an upgrade stopped part-way leaves behind (SQLite creates tables outside the transaction)
+            conn.exec_driver_sql("CREATE TABLE event_lists (run_key INTEGER NOT NULL, patient_id BIGINT, events TEXT)")
+            conn.commit()
             command.upgrade(db.alembic_config(conn), "head")
             conn.commit()
             for name, source in (("event_lists", "events"), ("condition_lists", "conditions"),
@@ -401,6 +409,21 @@ def test_events_with_text_that_needs_escaping_are_stored_exactly(tmp_path):
     assert [e[4] for e in flat] == odd["detail"].to_list()
     assert [e[0] for e in flat] == odd["seq"].to_list()
     assert [e[1] for e in flat] == odd["time"].dt.epoch("us").to_list()
+
+
+def test_a_missing_value_is_stored_as_null_and_a_nul_character_is_refused():
+    """A null in any field of an event stays in the patient's list as JSON null (not a dropped event); text with
+    a NUL character is refused with a clear message (SQLite's JSON functions would end the text there)."""
+    from core.sinks.database import condition_lists, event_lists
+    batch = next(iter(__import__("core.generator", fromlist=["stream"]).stream(
+        load_scenario("default").with_overrides(patients=20, seed=3), chunk_size=20)))
+    holes = batch.events.with_columns(time=pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("time")))
+    flat = [e for text in event_lists(holes)["events"] for e in json.loads(text)]
+    assert len(flat) == holes.height and flat[1][1] is None
+    nul = batch.conditions.with_columns(display=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("a\x00b"))
+                                        .otherwise(pl.col("display")))
+    with pytest.raises(ValueError, match="NUL character"):
+        condition_lists(nul)
 
 
 def test_vitals_that_are_not_whole_sets_are_refused_not_stored_wrong():

@@ -124,7 +124,8 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_ .\-]*$")  # category texts that need no escap
 def _json_lists(frame: pl.DataFrame, elements: list[pl.Expr], name: str) -> pl.DataFrame:
     """One row per patient: ``patient_id`` and ``name``, the JSON array of the patient's rows as arrays of
     ``elements`` (already JSON texts), in row order (the rows come in patient order)."""
-    element = pl.concat_str([pl.lit("["), pl.concat_str(elements, separator=","), pl.lit("]")])
+    parts = [e.fill_null("null") for e in elements]  # a missing value is JSON null (read back as NULL)
+    element = pl.concat_str([pl.lit("["), pl.concat_str(parts, separator=","), pl.lit("]")])
     return (frame.lazy().select(pl.col("patient_id"), element.alias(name))
             .group_by("patient_id", maintain_order=True).agg(pl.col(name).str.join(","))
             .with_columns(pl.concat_str([pl.lit("["), pl.col(name), pl.lit("]")]).alias(name)).collect())
@@ -142,7 +143,10 @@ def _json_category(frame: pl.DataFrame, col: str) -> pl.Expr:
 
 
 def _json_text(frame: pl.DataFrame, col: str) -> pl.Expr:
-    """A string column as JSON text (null as null); escaped by json.dumps only where a value needs it."""
+    """A string column as JSON text (null as null); escaped by json.dumps only where a value needs it. A NUL
+    character is refused: SQLite's JSON functions end the text there."""
+    if frame[col].str.contains("\x00", literal=True).any():
+        raise ValueError(f"{col}: text with a NUL character cannot be stored in the database")
     if frame[col].str.contains(r"[\x00-\x1f\\\"]").any():
         return pl.col(col).map_elements(json.dumps, return_dtype=pl.String, skip_nulls=True).fill_null("null")
     return pl.concat_str([pl.lit('"'), pl.col(col), pl.lit('"')]).fill_null("null")

@@ -28,11 +28,15 @@ SIGNS = (("8867-4", "Heart rate", "/min", "heart_rate"), ("9279-1", "Resp rate",
          ("59408-5", "SaO2 % BldA PulseOx", "%", "spo2"), ("8310-5", "Body temperature", "Cel", "temperature"),
          ("9269-2", "GCS total", "{score}", "gcs"))
 SET_FIELDS = ("time", "facility", *(s[3] for s in SIGNS))
+FLOAT_FIELDS = tuple(s[3] for s in SIGNS)
 
 
 def time_text(us: str) -> str:
-    """SQL: microseconds since 1970 UTC as SQLAlchemy's SQLite time text ('YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
-    return f"printf('%s.%06d', datetime({us} / 1000000, 'unixepoch'), {us} % 1000000)"
+    """SQL: microseconds since 1970 UTC as SQLAlchemy's SQLite time text ('YYYY-MM-DD HH:MM:SS.ffffff', UTC); NULL
+    stays NULL. The fraction is taken downwards, so a time before 1970 reads right too."""
+    frac = f"((({us}) % 1000000 + 1000000) % 1000000)"
+    return (f"CASE WHEN ({us}) IS NULL THEN NULL ELSE "
+            f"printf('%s.%06d', datetime((({us}) - {frac}) / 1000000, 'unixepoch'), {frac}) END")
 
 
 def time_us(text: str) -> str:
@@ -51,9 +55,17 @@ def _unpacked(fields: tuple[str, ...], list_table: str, column: str, as_names: b
     return f"SELECT l.run_key, l.patient_id, {', '.join(cols)} FROM {list_table} l, json_each(l.{column}) j"
 
 
+def _item(field: str) -> str:
+    if field == "time":
+        return time_us("time")
+    if field in FLOAT_FIELDS:  # 17 significant digits: SQLite's JSON would keep 15, which loses precision
+        return f"CASE WHEN {field} IS NULL THEN NULL ELSE json(printf('%!.17g', {field})) END"
+    return field
+
+
 def _packed(fields: tuple[str, ...], table: str, order: str) -> str:
     """SELECT of a table's rows as one JSON array per patient (time converted), in ``order``."""
-    items = ", ".join(time_us("time") if f == "time" else f for f in fields)
+    items = ", ".join(_item(f) for f in fields)
     return (f"SELECT run_key, patient_id, json_group_array(json_array({items})) "
             f"FROM (SELECT * FROM {table} ORDER BY run_key, patient_id, {order}) GROUP BY run_key, patient_id "
             f"ORDER BY run_key, patient_id")
@@ -73,32 +85,38 @@ def _list_table(name: str, column: str) -> None:
     op.create_index(f"ix_{name}_run_patient", name, ["run_key", "patient_id"])
 
 
+def _is_table(conn, name: str) -> bool:
+    return conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)).scalar() > 0
+
+
+def _convert(conn, table: str, lists: str, column: str, fields: tuple[str, ...], order: str) -> None:
+    """``table`` -> ``lists`` + a view named ``table``. Safe to run again after an interruption: SQLite creates a
+    table outside the transaction, so a stopped upgrade can leave an empty list table behind (the rows are only
+    dropped from ``table`` in the transaction that fills the list table)."""
+    if not _is_table(conn, table):
+        return  # converted already
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {lists}")
+    _list_table(lists, column)
+    conn.exec_driver_sql(f"INSERT INTO {lists} (run_key, patient_id, {column}) {_packed(fields, table, order)}")
+    conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{table}_run_patient")
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+    conn.exec_driver_sql(f"CREATE VIEW {table} AS {_unpacked(fields, lists, column)}")
+
+
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
         return
-    _list_table("event_lists", "events")
-    conn.exec_driver_sql(f"INSERT INTO event_lists (run_key, patient_id, events) "
-                         f"{_packed(EVENT_FIELDS, 'events', 'seq')}")
-    op.drop_index("ix_events_run_patient", "events")
-    op.drop_table("events")
-    conn.exec_driver_sql(f"CREATE VIEW events AS {_unpacked(EVENT_FIELDS, 'event_lists', 'events')}")
-
-    _list_table("condition_lists", "conditions")
-    conn.exec_driver_sql(f"INSERT INTO condition_lists (run_key, patient_id, conditions) "
-                         f"{_packed(CONDITION_FIELDS, 'conditions', 'rank')}")
-    op.drop_index("ix_conditions_run_patient", "conditions")
-    op.drop_table("conditions")
-    conn.exec_driver_sql(f"CREATE VIEW conditions AS "
-                         f"{_unpacked(CONDITION_FIELDS, 'condition_lists', 'conditions')}")
-
-    conn.exec_driver_sql("DROP VIEW vitals")
-    _list_table("vital_lists", "sets")
-    conn.exec_driver_sql(f"INSERT INTO vital_lists (run_key, patient_id, sets) "
-                         f"{_packed(SET_FIELDS, 'vital_sets', 'time')}")
-    op.drop_index("ix_vital_sets_run_patient", "vital_sets")
-    op.drop_table("vital_sets")
-    conn.exec_driver_sql(f"CREATE VIEW vital_sets AS {_unpacked(SET_FIELDS, 'vital_lists', 'sets')}")
+    try:
+        conn.exec_driver_sql("SELECT json_extract('[1]', '$[0]')")
+    except sa.exc.OperationalError as exc:
+        raise RuntimeError("this SQLite library has no JSON functions (JSON1), which the database needs from "
+                           "revision 0003: use a Python whose sqlite3 module is built with them") from exc
+    _convert(conn, "events", "event_lists", "events", EVENT_FIELDS, "seq")
+    _convert(conn, "conditions", "condition_lists", "conditions", CONDITION_FIELDS, "rank")
+    conn.exec_driver_sql("DROP VIEW IF EXISTS vitals")
+    _convert(conn, "vital_sets", "vital_lists", "sets", SET_FIELDS, "time")
     conn.execute(sa.text(_vitals_view()))  # text(): escapes the '%' unit
 
 
