@@ -303,9 +303,8 @@ def open_run(folder: str | Path) -> Run:
 
 # --- aggregates over patients ------------------------------------------------------------------------------
 
-def key_figures(patients: pl.LazyFrame) -> dict:
-    """Counts a stakeholder asks for first: patients, deaths, returns to duty, case fatality, MASCAL share."""
-    row = patients.select(
+def _key_figures_query(patients: pl.LazyFrame) -> pl.LazyFrame:
+    return patients.select(
         patients=pl.len(),
         bi=(pl.col("category") == "BI").sum(),
         kia=(pl.col("outcome") == "KIA").sum(),
@@ -320,7 +319,11 @@ def key_figures(patients: pl.LazyFrame) -> dict:
         last=pl.col("injury_time").max(),
         fronts=pl.col("front").n_unique(),
         nations=pl.col("nationality").n_unique(),
-    ).collect().row(0, named=True)
+    )
+
+
+def _key_figures_row(frame: pl.DataFrame) -> dict:
+    row = frame.row(0, named=True)
     n = row["patients"]
     row["deaths"] = row["kia"] + row["dow"]
     row["bi_cfr"] = row["bi_dead"] / row["bi"] if row["bi"] else None
@@ -329,11 +332,20 @@ def key_figures(patients: pl.LazyFrame) -> dict:
     return row
 
 
-def counts(patients: pl.LazyFrame, column: str, by: str | None = None) -> pl.DataFrame:
-    """Patients per value of ``column`` (and of ``by``), largest first; column ``patients``."""
+def key_figures(patients: pl.LazyFrame) -> dict:
+    """Counts a stakeholder asks for first: patients, deaths, returns to duty, case fatality, MASCAL share."""
+    return _key_figures_row(_key_figures_query(patients).collect())
+
+
+def _counts_query(patients: pl.LazyFrame, column: str, by: str | None = None) -> pl.LazyFrame:
     keys = [column] if by is None else [column, by]
     return (patients.group_by([pl.col(k).cast(pl.String) for k in keys]).agg(patients=pl.len())
-            .sort(["patients", *keys], descending=[True] + [False] * len(keys)).collect())
+            .sort(["patients", *keys], descending=[True] + [False] * len(keys)))
+
+
+def counts(patients: pl.LazyFrame, column: str, by: str | None = None) -> pl.DataFrame:
+    """Patients per value of ``column`` (and of ``by``), largest first; column ``patients``."""
+    return _counts_query(patients, column, by).collect()
 
 
 def time_bin(days: int) -> str:
@@ -341,17 +353,25 @@ def time_bin(days: int) -> str:
     return "1h" if days <= 3 else "6h" if days <= 14 else "1d"
 
 
-def over_time(patients: pl.LazyFrame, by: str, every: str = "1d") -> pl.DataFrame:
-    """Casualties per time bin of injury and value of ``by``: columns time, <by>, patients."""
+def _over_time_query(patients: pl.LazyFrame, by: str, every: str = "1d") -> pl.LazyFrame:
     return (patients.select(time=pl.col("injury_time").dt.truncate(every), key=pl.col(by).cast(pl.String))
             .group_by("time", "key").agg(patients=pl.len()).sort("time", "key")
-            .rename({"key": by}).collect())
+            .rename({"key": by}))
+
+
+def over_time(patients: pl.LazyFrame, by: str, every: str = "1d") -> pl.DataFrame:
+    """Casualties per time bin of injury and value of ``by``: columns time, <by>, patients."""
+    return _over_time_query(patients, by, every).collect()
+
+
+def _hour_of_day_query(patients: pl.LazyFrame) -> pl.LazyFrame:
+    return (patients.group_by(hour=pl.col("injury_time").dt.hour(), category=pl.col("category").cast(pl.String))
+            .agg(patients=pl.len()).sort("hour", "category"))
 
 
 def hour_of_day(patients: pl.LazyFrame) -> pl.DataFrame:
     """Casualties per hour of day (UTC) and category: columns hour, category, patients."""
-    return (patients.group_by(hour=pl.col("injury_time").dt.hour(), category=pl.col("category").cast(pl.String))
-            .agg(patients=pl.len()).sort("hour", "category").collect())
+    return _hour_of_day_query(patients).collect()
 
 
 def outcomes_by_facility(patients: pl.LazyFrame) -> pl.DataFrame:
@@ -363,15 +383,18 @@ def outcomes_by_facility(patients: pl.LazyFrame) -> pl.DataFrame:
 
 
 def preview_summary(patients: pl.DataFrame) -> dict[str, pl.DataFrame | dict]:
-    """What the Scenario page draws for a small in-memory sample."""
+    """What the Scenario page draws for a small in-memory sample (the seven queries run together)."""
     lf = patients.lazy()
-    return {"figures": key_figures(lf),
-            "per_day": over_time(lf, "category", "1d"),
-            "per_hour": hour_of_day(lf),
-            "category": counts(lf, "category"),
-            "mechanism": counts(lf, "mechanism", "category"),
-            "triage": counts(lf, "triage", "category"),
-            "outcome": counts(lf, "outcome", "category")}
+    queries = {"figures": _key_figures_query(lf),
+               "per_day": _over_time_query(lf, "category", "1d"),
+               "per_hour": _hour_of_day_query(lf),
+               "category": _counts_query(lf, "category"),
+               "mechanism": _counts_query(lf, "mechanism", "category"),
+               "triage": _counts_query(lf, "triage", "category"),
+               "outcome": _counts_query(lf, "outcome", "category")}
+    out = dict(zip(queries, pl.collect_all(list(queries.values()))))
+    out["figures"] = _key_figures_row(out["figures"])
+    return out
 
 
 # --- flow: Sankey, care timings, occupancy -----------------------------------------------------------------
