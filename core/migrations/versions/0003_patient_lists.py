@@ -120,39 +120,31 @@ def upgrade() -> None:
     conn.execute(sa.text(_vitals_view()))  # text(): escapes the '%' unit
 
 
+def _restore(conn, table: str, columns: list, lists: str, column: str, fields: tuple[str, ...]) -> None:
+    """The view ``table`` back to a table with ``columns`` (after run_key and patient_id), filled from ``lists``."""
+    conn.exec_driver_sql(f"DROP VIEW {table}")
+    op.create_table(table, sa.Column("run_key", sa.Integer, nullable=False), sa.Column("patient_id", sa.BigInteger),
+                    *columns)
+    op.create_index(f"ix_{table}_run_patient", table, ["run_key", "patient_id"])
+    conn.exec_driver_sql(f"INSERT INTO {table} (run_key, patient_id, {', '.join(fields)}) "
+                         f"{_unpacked(fields, lists, column, False)} ORDER BY 1, 2, 3")
+    op.drop_index(f"ix_{lists}_run_patient", lists)
+    op.drop_table(lists)
+
+
 def downgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
         return
-    conn.exec_driver_sql("DROP VIEW events")
-    op.create_table("events", sa.Column("run_key", sa.Integer, nullable=False),
-                    sa.Column("patient_id", sa.BigInteger), sa.Column("seq", sa.SmallInteger), sa.Column("time", TZ),
-                    sa.Column("facility", sa.Text), sa.Column("event", sa.Text), sa.Column("detail", sa.Text))
-    op.create_index("ix_events_run_patient", "events", ["run_key", "patient_id"])
-    conn.exec_driver_sql(f"INSERT INTO events (run_key, patient_id, {', '.join(EVENT_FIELDS)}) "
-                         f"{_unpacked(EVENT_FIELDS, 'event_lists', 'events', False)} ORDER BY 1, 2, 3")
-    op.drop_index("ix_event_lists_run_patient", "event_lists")
-    op.drop_table("event_lists")
-
-    conn.exec_driver_sql("DROP VIEW conditions")
-    op.create_table("conditions", sa.Column("run_key", sa.Integer, nullable=False),
-                    sa.Column("patient_id", sa.BigInteger), sa.Column("rank", sa.SmallInteger),
-                    sa.Column("code", sa.Text), sa.Column("display", sa.Text), sa.Column("body_region", sa.Text),
-                    sa.Column("severity", sa.Text))
-    op.create_index("ix_conditions_run_patient", "conditions", ["run_key", "patient_id"])
-    conn.exec_driver_sql(f"INSERT INTO conditions (run_key, patient_id, {', '.join(CONDITION_FIELDS)}) "
-                         f"{_unpacked(CONDITION_FIELDS, 'condition_lists', 'conditions', False)} ORDER BY 1, 2, 3")
-    op.drop_index("ix_condition_lists_run_patient", "condition_lists")
-    op.drop_table("condition_lists")
-
+    _restore(conn, "events", [sa.Column("seq", sa.SmallInteger), sa.Column("time", TZ), sa.Column("facility", sa.Text),
+                              sa.Column("event", sa.Text), sa.Column("detail", sa.Text)],
+             "event_lists", "events", EVENT_FIELDS)
+    _restore(conn, "conditions", [sa.Column("rank", sa.SmallInteger), sa.Column("code", sa.Text),
+                                  sa.Column("display", sa.Text), sa.Column("body_region", sa.Text),
+                                  sa.Column("severity", sa.Text)],
+             "condition_lists", "conditions", CONDITION_FIELDS)
     conn.exec_driver_sql("DROP VIEW vitals")
-    conn.exec_driver_sql("DROP VIEW vital_sets")
-    op.create_table("vital_sets", sa.Column("run_key", sa.Integer, nullable=False),
-                    sa.Column("patient_id", sa.BigInteger), sa.Column("time", TZ), sa.Column("facility", sa.Text),
-                    *(sa.Column(col, sa.Float) for *_, col in SIGNS))
-    op.create_index("ix_vital_sets_run_patient", "vital_sets", ["run_key", "patient_id"])
-    conn.exec_driver_sql(f"INSERT INTO vital_sets (run_key, patient_id, {', '.join(SET_FIELDS)}) "
-                         f"{_unpacked(SET_FIELDS, 'vital_lists', 'sets', False)} ORDER BY 1, 2, 3")
-    op.drop_index("ix_vital_lists_run_patient", "vital_lists")
-    op.drop_table("vital_lists")
+    _restore(conn, "vital_sets", [sa.Column("time", TZ), sa.Column("facility", sa.Text),
+                                  *(sa.Column(col, sa.Float) for *_, col in SIGNS)],
+             "vital_lists", "sets", SET_FIELDS)
     conn.execute(sa.text(_vitals_view()))
