@@ -1,4 +1,4 @@
-"""End to end in a real browser: `streamlit run app.py`, every page, a 20,000-patient generation, Explore.
+"""End to end in a real browser: `streamlit run app.py`, every page, a 200,000-patient generation, Explore.
 
 Uses Playwright with the system Chromium (`/usr/bin/chromium`, or `MPG_CHROMIUM`); `.ci/run` installs it.
 Without a browser the test fails when `CI` is set and skips on a developer machine.

@@ -111,9 +111,6 @@ STORED_TABLES: dict[str, sa.Table] = {"patients": RUN_TABLES["patients"], "event
 # whose last column holds the JSON array of the patient's ``[seq, time, facility, event, detail]``,
 # ``[rank, code, display, body_region, severity]`` or ``[time, facility, <the 7 values>]`` (time in microseconds
 # since 1970 UTC)
-EVENT_FIELDS = ("seq", "time", "facility", "event", "detail")
-CONDITION_FIELDS = ("rank", "code", "display", "body_region", "severity")
-SET_FIELDS = ("time", "facility", *VITAL_SET_COLUMNS)
 EVENT_LISTS = sa.Table("event_lists", META, sa.Column("run_key", sa.Integer, nullable=False),
                        sa.Column("patient_id", sa.BigInteger), sa.Column("events", sa.Text))
 CONDITION_LISTS = sa.Table("condition_lists", META, sa.Column("run_key", sa.Integer, nullable=False),

@@ -104,8 +104,11 @@ class Summary:
         return out
 
 
+_TABLES = {**STORED_TABLES, **SQLITE_STORED_TABLES}
+
+
 def _columns(table: str) -> list[str]:
-    return [c.name for c in SQLITE_STORED_TABLES.get(table, STORED_TABLES.get(table)).c if c.name != "run_key"]
+    return [c.name for c in _TABLES[table].c if c.name != "run_key"]
 
 
 def vital_sets(vitals: pl.DataFrame) -> pl.DataFrame:
@@ -180,6 +183,12 @@ def vital_lists(vitals: pl.DataFrame) -> pl.DataFrame:
         raise ValueError("a vital sign is not a number; the database stores only numbers")
     return _json_lists(sets, [_json_time("time"), _json_category(sets, "facility"),
                               *(pl.col(c).cast(pl.String) for c in VITAL_SET_COLUMNS)], "sets")
+
+
+# stored tables that are not a contract table as it is: how each is made from a batch
+_STORED_FORMS = {"vital_sets": lambda b: vital_sets(b.vitals), "event_lists": lambda b: event_lists(b.events),
+                 "condition_lists": lambda b: condition_lists(b.conditions),
+                 "vital_lists": lambda b: vital_lists(b.vitals)}
 
 
 # --- writers -------------------------------------------------------------------------------------------------------
@@ -321,15 +330,8 @@ class _Loader:
 
     @staticmethod
     def frame(batch: Batch, table: str) -> pl.DataFrame:
-        if table == "vital_sets":
-            return vital_sets(batch.vitals)
-        if table == "event_lists":
-            return event_lists(batch.events)
-        if table == "condition_lists":
-            return condition_lists(batch.conditions)
-        if table == "vital_lists":
-            return vital_lists(batch.vitals)
-        return batch.tables()[table]
+        build = _STORED_FORMS.get(table)
+        return build(batch) if build else batch.tables()[table]
 
 
 class _PostgresLoader(_Loader):
@@ -405,7 +407,7 @@ class _SqliteLoader(_Loader):
     column, no tuple per row), and categorical columns are bound as their small integer codes, turned back into
     their text by the statement. SQLite does its own work with the interpreter lock released: generation goes on."""
 
-    writers_tables = (tuple(SQLITE_STORED_TABLES),)  # events as one row per patient (event_lists)
+    writers_tables = (tuple(SQLITE_STORED_TABLES),)  # events, conditions, vital sets: one row per patient
     ROWS_PER_INSERT = 200
     CACHE_KIB = 256 * 1024  # the writer's page cache while loading: a batch's pages stay in memory until commit
 
