@@ -56,7 +56,8 @@ SURGWAIT, OTREADY, DONE, TTERM, TERMOUT, TERMSTG, FIRSTMTF, OPERATED, DEST, MERG
 # actual journey, +stage 0..4
 AFAC, AARR, ADEP, AMODE, ACARE, AOT, ADIV = 74, 79, 84, 89, 94, 99, 104
 OTFAC = 109    # facility of the first operation
-NPF = 110
+ALERT = 110    # operating tables told to expect this T1 (NA: none)
+NPF = 111
 
 # status
 ST_TRANSIT, ST_WAIT, ST_ACTIVE, ST_HOLD, ST_VEHICLE, ST_DONE, ST_DEAD = 1, 2, 3, 4, 5, 6, 7
@@ -69,7 +70,10 @@ RS_QH = 3      # +class 0..3
 RS_QT = 7      # +class 0..3
 RS_KIND, RS_FAC, RS_TABLES, RS_DAY, RS_NIGHT = 11, 12, 13, 14, 15
 RS_PEAK, RS_MAXQ, RS_LAST, RS_BUSYINT, RS_CAPINT, RS_FULLT, RS_SERVED, RS_WAITSUM = 16, 17, 18, 19, 20, 21, 22, 23
-NRS = 24
+RS_RECALLED, RS_RECALLING, RS_SURGDAY = 24, 25, 26  # off-shift surgical teams at work / on their way; surgery today
+RS_OFFSET = 27  # operating tables: the facility's local hour at the scenario start
+RS_EXPECTED = 28  # operating tables: T1 on their way who will need one
+NRS = 29
 K_FIRST, K_OT, K_ICU, K_HOLD, K_AMBQ, K_HELIQ, K_AMB, K_HELI, K_STRAT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SLOTS = 6      # resources per facility: first care, OT, ICU, holding, ambulance queue, helicopter queue
 
@@ -80,12 +84,14 @@ FR_J0, FR_NR2B, FR_NR2E, FR_AMB, FR_HELI, FR_AMBL, FR_HELIL = 0, 1, 2, 3, 4, 5, 
 NFR = 7
 TH_R3J0, TH_NR3, TH_STRAT, TH_INTERVAL, TH_SEATS, TH_HORIZON, TH_DAYSTART, TH_DAYEND, TH_BIN, TH_DIVF = range(10)
 TH_DEFER = 10  # +class 1..3 (T2, T3, T4): longest a delayed operation waits while a table is kept for T1
-NTH = 14
+TH_RECALL, TH_TEAMDAY = 14, 15  # an off-shift team reaches the table after; surgery a team does in a day at most
+NTH = 16
 S_HN, S_SEQ, S_CLOCK, S_MASK, S_STACKN, S_ERR = 0, 1, 2, 3, 4, 5
 NS = 6
 
 # events
-E_POI, E_ARRIVE, E_ACT, E_READY, E_VEHFREE, E_SORTIE, E_SHIFT, E_DEADLINE, E_DEATH, E_RELEASE, E_RECHECK = range(11)
+(E_POI, E_ARRIVE, E_ACT, E_READY, E_VEHFREE, E_SORTIE, E_SHIFT, E_DEADLINE, E_DEATH, E_RELEASE, E_RECHECK,
+ E_TEAM) = range(12)
 
 
 # --- heap ---------------------------------------------------------------------------------------------------
@@ -244,8 +250,9 @@ def _may_operate(P, RS, TH, S, r, c, since, t):
     starts only if another table stays free, or once it has waited its longest delay."""
     if RS[r, RS_KIND] != K_OT or c == 0:
         return True
-    free = RS[r, RS_CAP] - RS[r, RS_BUSY]
-    return RS[r, RS_CAP] <= 1 or free >= 2 or t - since >= TH[TH_DEFER + c]
+    cap = RS[r, RS_CAP] - RS[r, RS_RECALLED]  # teams called in operate T1 only
+    free = cap - RS[r, RS_BUSY]
+    return free >= 1 and (cap <= 1 or free >= 2 or t - since >= TH[TH_DEFER + c])
 
 
 @njit(cache=True)
@@ -274,8 +281,40 @@ def _to_serve(STACK, S, r):
 def _release(RS, TS, TH, STACK, S, r, t):
     _touch(RS, TS, TH, r, t)
     RS[r, RS_BUSY] -= 1
+    if RS[r, RS_KIND] == K_OT:
+        _stand_down(RS, TH, r, t)
     _note(RS, TS, TH, r, t)
     _to_serve(STACK, S, r)
+
+
+@njit(cache=True)
+def _stand_down(RS, TH, r, t):
+    """Teams called in go back when no T1 waits for a table or is on the way to one (call between _touch and
+    _note)."""
+    while (RS[r, RS_RECALLED] > 0 and RS[r, RS_BUSY] < RS[r, RS_CAP] and RS[r, RS_QH] == NA
+           and RS[r, RS_EXPECTED] == 0):
+        RS[r, RS_RECALLED] -= 1
+        RS[r, RS_CAP] = min(RS[r, RS_TABLES], _teams_on_shift(RS, TH, r, t) + RS[r, RS_RECALLED])
+
+
+@njit(cache=True)
+def _t1_short(P, RS, S, r):
+    """T1 waiting for operating-table resource r or on their way to it, beyond its free tables and the teams
+    already called in."""
+    n = RS[r, RS_EXPECTED]
+    g = RS[r, RS_QH]
+    while g != NA:
+        n += 1
+        g = P[_slot(S, g), QNEXT]
+    return n - max(RS[r, RS_CAP] - RS[r, RS_BUSY], 0) - RS[r, RS_RECALLING]
+
+
+@njit(cache=True)
+def _call_team(P, RS, TH, H, S, r, t):
+    """Call an off-shift team in when T1 would otherwise wait for a table."""
+    if _recallable(RS, TH, r, t) > 0 and _t1_short(P, RS, S, r) > 0:
+        RS[r, RS_RECALLING] += 1
+        push(H, S, t + TH[TH_RECALL], E_TEAM, r, 0)
 
 
 @njit(cache=True)
@@ -299,6 +338,8 @@ def _request(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
         _enqueue(P, RS, TS, TH, S, gid, r, t)
         if RS[r, RS_KIND] == K_OT and c > 0:  # a delayed operation is due at the latest then
             push(H, S, t + TH[TH_DEFER + c], E_RECHECK, r, 0)
+        elif RS[r, RS_KIND] == K_OT:  # a T1 waits
+            _call_team(P, RS, TH, H, S, r, t)
 
 
 @njit(cache=True)
@@ -380,6 +421,7 @@ def _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
                 P[s, SURGWAIT] = t - P[s, OTREADY]
         _decide(P, s, 1)
         dur = P[s, SURG + 0] if P[s, OPERATED] == 0 and P[s, SURG + 0] > 0 else P[s, SURG + 1]
+        RS[r, RS_SURGDAY] += dur
         P[s, OPERATED] = 1
         push(H, S, t + dur, E_ACT, gid, PH_OT)
     elif kind == K_ICU:
@@ -469,6 +511,7 @@ def _die(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     if P[s, WAITRES] != NA:
         _unlink(P, RS, TS, TH, S, gid, t)
     _leave_held(P, RS, TS, TH, STACK, S, s, t)
+    _arrived(RS, TS, TH, P, s, t)
     P[s, TDIE] = t
     P[s, DONE] = 1
     P[s, STATUS] = ST_DEAD
@@ -492,6 +535,8 @@ def _saturated(P, RS, FA, TH, s, j, t, strict):
     # table must be free, for the others the tables must not be all taken with as many again waiting
     ot = base + K_OT
     cap = ot_capacity(FA, RS, TH, j, t)
+    if P[s, TRI] == 0 and not strict:  # for a T1, a team that can be called in counts
+        cap = min(RS[ot, RS_TABLES], cap + RS[ot, RS_RECALLED] + RS[ot, RS_RECALLING] + _recallable(RS, TH, ot, t))
     return cap == 0 or (RS[ot, RS_BUSY] >= cap and ((strict and P[s, TRI] == 0) or RS[ot, RS_QN] >= cap))
 
 
@@ -552,7 +597,25 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
     P[s, DEST] = j
     P[s, STATUS] = ST_TRANSIT
     push(H, S, arrive, E_ARRIVE, gid, 0)
+    if actual_role != R1 and P[s, TRI] == 0 and _needs_surgery(P, s, actual_role):
+        # MIST pre-alert: the facility expects a T1 for its table and calls a team in if none would be free
+        ot = FA[j, FA_RES] + K_OT
+        P[s, ALERT] = ot
+        RS[ot, RS_EXPECTED] += 1
+        _call_team(P, RS, TH, H, S, ot, t)
     return arrive
+
+
+@njit(cache=True)
+def _arrived(RS, TS, TH, P, s, t):
+    """The T1 a facility expected has arrived (or died on the way)."""
+    ot = P[s, ALERT]
+    if ot != NA:
+        P[s, ALERT] = NA
+        RS[ot, RS_EXPECTED] -= 1
+        _touch(RS, TS, TH, ot, t)
+        _stand_down(RS, TH, ot, t)
+        _note(RS, TS, TH, ot, t)
 
 
 @njit(cache=True)
@@ -604,6 +667,13 @@ def _dispatch(P, RS, FA, FR, TH, H, S, TS, STACK, pool, t):
         push(H, S, t + 2 * longest, E_VEHFREE, pool, 0)
 
 
+@njit(cache=True)
+def _heli_for(RS, pool, urgent):
+    """MEDEVAC precedence: where a front has two or more helicopters, the last free one is kept for urgent."""
+    free = RS[pool, RS_CAP] - RS[pool, RS_BUSY]
+    return free >= 1 if (urgent or RS[pool, RS_CAP] <= 1) else free >= 2
+
+
 # --- event handlers ----------------------------------------------------------------------------------------
 @njit(cache=True)
 def _on_poi(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
@@ -612,7 +682,7 @@ def _on_poi(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     leg = P[s, LEG]
     if mode == AIR:
         pool = FR[P[s, FRONT], FR_HELI]
-        if RS[pool, RS_BUSY] < RS[pool, RS_CAP]:
+        if _heli_for(RS, pool, P[s, TRI] == 0):
             _occupy(RS, TS, TH, pool, t)
             push(H, S, t + 2 * leg, E_VEHFREE, pool, 0)
         else:  # no helicopter free: the unit's own vehicles drive
@@ -622,6 +692,7 @@ def _on_poi(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     P[s, FIRSTMTF] = arrive
     lk = P[s, LKIND]
     if lk >= 2 and P[s, TKIA] < arrive:  # dies before reaching care (KIA)
+        _arrived(RS, TS, TH, P, s, t)
         P[s, TDIE] = P[s, TKIA]
         P[s, DONE] = 1
         P[s, STATUS] = ST_DEAD
@@ -643,6 +714,9 @@ def _on_arrive(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     j = P[s, DEST]
     P[s, FACJ] = j
     P[s, ARRT] = t
+    if P[s, ALERT] != NA:  # no longer on the way: the table is asked for now (and the team stays for it)
+        P[s, ALERT] = NA
+        RS[FA[j, FA_RES] + K_OT, RS_EXPECTED] -= 1
     P[s, WFAC] = 0
     role = FA[j, FA_ROLE]
     first = FA[j, FA_RES] + K_FIRST
@@ -733,10 +807,12 @@ def _on_ready(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     j = P[s, FACJ]
     f = P[s, FRONT]
     heli, amb = FR[f, FR_HELI], FR[f, FR_AMB]
-    heli_free = RS[heli, RS_BUSY] < RS[heli, RS_CAP]
+    urgent = P[s, TRI] == 0 and P[s, OPERATED] == 0
+    heli_free = _heli_for(RS, heli, urgent)
     amb_free = RS[amb, RS_BUSY] < RS[amb, RS_CAP]
+    may_wait = urgent or RS[heli, RS_CAP] <= 1
     # a casualty meant to fly takes a free helicopter, else a free ambulance, else waits for a helicopter
-    if P[s, MODE + nk - 1] == AIR and RS[heli, RS_CAP] > 0 and (heli_free or not amb_free):
+    if P[s, MODE + nk - 1] == AIR and RS[heli, RS_CAP] > 0 and (heli_free or (not amb_free and may_wait)):
         _enqueue(P, RS, TS, TH, S, gid, FA[j, FA_RES] + K_HELIQ, t)
         _to_serve(STACK, S, heli)
     else:
@@ -763,20 +839,55 @@ def _on_sortie(P, RS, FA, FR, TH, H, S, TS, STACK, t):
 
 
 @njit(cache=True)
+def _teams_on_shift(RS, TH, r, t):
+    """Surgical teams on shift at t at the facility of operating-table resource r (local day/night)."""
+    hour = ((t // 3600) + RS[r, RS_OFFSET]) % 24
+    return RS[r, RS_DAY] if TH[TH_DAYSTART] <= hour < TH[TH_DAYEND] else RS[r, RS_NIGHT]
+
+
+@njit(cache=True)
 def ot_capacity(FA, RS, TH, j, t):
     """Operating tables usable at t: tables, limited by the surgical teams on shift (local day/night)."""
     r = FA[j, FA_RES] + K_OT
-    hour = ((t // 3600) + FA[j, FA_OFFSET]) % 24
-    teams = RS[r, RS_DAY] if TH[TH_DAYSTART] <= hour < TH[TH_DAYEND] else RS[r, RS_NIGHT]
-    return min(RS[r, RS_TABLES], teams)
+    return min(RS[r, RS_TABLES], _teams_on_shift(RS, TH, r, t))
+
+
+@njit(cache=True)
+def _recallable(RS, TH, r, t):
+    """Off-shift surgical teams that may still be called in for a T1 at t: a table without a team, a team off
+    shift, and surgery left in the facility's day (each team operates at most TH_TEAMDAY a day)."""
+    teams = RS[r, RS_DAY] + RS[r, RS_NIGHT]
+    if TH[TH_RECALL] < 0 or RS[r, RS_SURGDAY] >= teams * TH[TH_TEAMDAY]:
+        return 0
+    on = _teams_on_shift(RS, TH, r, t)
+    out = RS[r, RS_RECALLED] + RS[r, RS_RECALLING]
+    return max(0, min(RS[r, RS_TABLES] - min(RS[r, RS_TABLES], on) - out, teams - on - out))
+
+
+@njit(cache=True)
+def _on_team(P, RS, FA, FR, TH, H, S, TS, STACK, r, t):
+    """A team called in reaches the table: it operates while T1 wait, else goes back."""
+    RS[r, RS_RECALLING] -= 1
+    if (RS[r, RS_QH] == NA and RS[r, RS_EXPECTED] == 0) or RS[r, RS_CAP] >= RS[r, RS_TABLES]:
+        return
+    _touch(RS, TS, TH, r, t)
+    RS[r, RS_RECALLED] += 1
+    RS[r, RS_CAP] = min(RS[r, RS_TABLES], _teams_on_shift(RS, TH, r, t) + RS[r, RS_RECALLED])
+    _note(RS, TS, TH, r, t)
+    _to_serve(STACK, S, r)
 
 
 @njit(cache=True)
 def _on_shift(P, RS, FA, FR, TH, H, S, TS, STACK, j, t):
     r = FA[j, FA_RES] + K_OT
     _touch(RS, TS, TH, r, t)
-    RS[r, RS_CAP] = ot_capacity(FA, RS, TH, j, t)
+    hour = ((t // 3600) + FA[j, FA_OFFSET]) % 24
+    if hour == TH[TH_DAYSTART]:
+        RS[r, RS_SURGDAY] = 0  # a new working day
+    RS[r, RS_CAP] = min(RS[r, RS_TABLES], ot_capacity(FA, RS, TH, j, t) + RS[r, RS_RECALLED])
+    _stand_down(RS, TH, r, t)
     _note(RS, TS, TH, r, t)
+    _call_team(P, RS, TH, H, S, r, t)  # T1 waiting or on their way when the shift ends
     _to_serve(STACK, S, r)
     nxt = (t // 3600 + 1) * 3600
     while True:  # the next hour at which the shift changes
@@ -806,6 +917,8 @@ def advance(P, RS, FA, FR, TH, H, S, TS, STACK, until):
             _on_sortie(P, RS, FA, FR, TH, H, S, TS, STACK, t)
         elif typ == E_SHIFT:
             _on_shift(P, RS, FA, FR, TH, H, S, TS, STACK, a, t)
+        elif typ == E_TEAM:
+            _on_team(P, RS, FA, FR, TH, H, S, TS, STACK, a, t)
         else:
             s = a & S[S_MASK]
             if P[s, GID] != a or P[s, DONE] == 1:

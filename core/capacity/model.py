@@ -318,6 +318,7 @@ class Simulation:
                 RS[base + des.K_OT, des.RS_TABLES] = spec.operating_tables
                 RS[base + des.K_OT, des.RS_DAY] = spec.surgical_teams_day
                 RS[base + des.K_OT, des.RS_NIGHT] = spec.surgical_teams_night
+                RS[base + des.K_OT, des.RS_OFFSET] = offset
                 RS[base + des.K_ICU, des.RS_CAP] = spec.icu_beds
                 RS[base + des.K_HOLD, des.RS_CAP] = spec.holding_beds
         FR = np.zeros((max(len(fronts), 1), des.NFR), dtype=np.int64)
@@ -337,7 +338,8 @@ class Simulation:
         TH = np.zeros(des.NTH, dtype=np.int64)
         defer = [int(cfg["delayed_surgery_max_wait_h"][t] * 3600) for t in TRIAGES[1:]]
         TH[:] = (r3_j0, self.plan.r3.count, strat, interval, se.seats, self.horizon, day0, day1, self.bin_s,
-                 cfg["diversion_queue_factor"], 0, *defer)
+                 cfg["diversion_queue_factor"], 0, *defer,
+                 int(cfg["surgical_recall"]["after_min"] * 60), int(cfg["surgical_recall"]["surgery_h_per_team_per_day"] * 3600))
         self.RS, self.FA, self.FR, self.TH = RS, FA, FR, TH
         self.TS = np.zeros((self.horizon // self.bin_s + 2, nres, 3), dtype=np.int32)
         self.S = np.zeros(des.NS, dtype=np.int64)
