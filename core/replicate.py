@@ -88,8 +88,20 @@ def replicate(scenario: Scenario, runs: int, workers: int = 2) -> dict:
     units = {k: v[1] for r in results for k, v in r.items()}
     return {"scenario": scenario.name, "runs": runs, "seeds": [seeds[0], seeds[-1]],
             "patients": scenario.patients,
-            "figures": {name: {**summarise([r[name][0] if name in r else None for r in results]),
+            "figures": {name: {**_bounded(name, units[name], summarise([r[name][0] if name in r else None
+                                                                         for r in results])),
                                "unit": units[name]} for name in names}}
+
+
+def _bounded(name: str, unit: str, figure: dict) -> dict:
+    """Intervals kept to what the figure can be: no share outside 0-100 %, no negative count or time (only the
+    deaths attributable to capacity can be below zero)."""
+    if figure["mean"] is None or "attributable" in name.lower():
+        return figure
+    high = 1.0 if unit == "share" else math.inf
+    for key in ("ci95", "range95"):
+        figure[key] = [min(max(x, 0.0), high) for x in figure[key]]
+    return figure
 
 
 def format_replications(rep: dict) -> str:
@@ -99,8 +111,8 @@ def format_replications(rep: dict) -> str:
     for name, f in rep["figures"].items():
         if f["mean"] is None:
             continue
-        fmt = {"share": lambda x: f"{x:.1%}", "min": lambda x: f"{x:,.0f} min",
-               "h": lambda x: f"{x:,.0f} h"}.get(f["unit"], lambda x: f"{x:,.1f}")
+        fmt = {"share": lambda x: f"{x + 0.0:.1%}", "min": lambda x: f"{round(x) + 0:,} min",
+               "h": lambda x: f"{round(x) + 0:,} h"}.get(f["unit"], lambda x: f"{round(x, 1) + 0.0:,.1f}")
         lo, hi = f["ci95"]
         lines.append(f"  {name[:86]:<86} {fmt(f['mean']):>10} {fmt(lo):>10} – {fmt(hi):<10}")
     return "\n".join(lines)

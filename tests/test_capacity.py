@@ -15,7 +15,7 @@ import pytest
 from core import generator
 from core.capacity import des
 from core.capacity.model import N_INPUTS, Simulation
-from core.capacity.report import report
+from core.capacity.report import load_table, report
 from core.scenario import Scenario, ScenarioError, preset
 from core.schema import PATIENTS_WITH_PLAN
 
@@ -112,9 +112,17 @@ def test_an_off_shift_team_is_called_in_for_a_t1():
     sc = scenario(front={"r2_enhanced": facility(tables=2, day=1, night=0)}, r3=facility(day=1, night=0))
     rows = [casualty(0, t0=19 * 3600 + 50 * MIN, surgery=60 * MIN),
             casualty(1, t0=21 * 3600 + 50 * MIN, legs=(10 * MIN,), surgery=60 * MIN)]
-    _, s = run(sc, rows)
+    sim, s = run(sc, rows)
     assert s.operated[:, 1].tolist() == [20 * 3600 + 25 * MIN, 22 * 3600 + 10 * MIN]
     assert s.t1_surgery_wait_min[1] == 5 and s.wait_min.tolist() == [0, 5]
+    # the report counts the teams called in, and the load table's tables with a team include them
+    rep = report(sim)
+    ot = next(r for r in rep["resources"] if r["resource"] == "operating tables" and "Enhanced" in r["facility"])
+    assert ot["teams_called_in"] == 2 and rep["surgical_teams_called_in"] == 2
+    assert "called in 2 times" in rep["summary"]
+    load = load_table(sim).filter(pl.col("resource") == "operating tables", pl.col("facility").cast(pl.String).str.contains("Enh"))
+    assert load.filter(pl.col("occupancy_peak") > 0).height >= 2
+    assert (load["occupancy_peak"] <= load["capacity"]).all()
 
 
 def test_a_team_that_has_done_its_day_of_surgery_is_not_called_in():
@@ -441,6 +449,14 @@ def test_replications_give_a_mean_and_an_interval_that_holds_it():
     assert again["figures"] == rep["figures"]
     assert any("Case fatality" in name for name in rep["figures"])
     assert {f["unit"] for f in rep["figures"].values()} <= {"share", "count", "min", "h"}
+    # an interval never says a share is below 0 % or above 100 %, or a queue or time below zero; only the deaths
+    # attributable to capacity can be negative
+    for name, f in rep["figures"].items():
+        if f["mean"] is not None and "attributable" not in name.lower():
+            assert f["ci95"][0] >= 0 and f["range95"][0] >= 0, name
+            assert f["unit"] != "share" or f["ci95"][1] <= 1, name
+    from core.replicate import format_replications
+    assert " -0" not in format_replications(rep) and "–-0" not in format_replications(rep)
 
 
 def test_blocks_waiting_for_a_long_stay_wait_on_disk_and_are_cleaned_up(tmp_path, monkeypatch):

@@ -175,7 +175,8 @@ elif view == "Capacity":
                 "Longest queue": [labels.number(r["longest_queue"]) for r in resources_rows],
                 "Busy": [labels.share(r["utilisation"]) for r in resources_rows],
                 "Served": [labels.number(r["served"]) for r in resources_rows],
-                "Mean wait": [labels.minutes(r["mean_wait_min"]) for r in resources_rows]}),
+                "Mean wait": [labels.minutes(r["mean_wait_min"]) for r in resources_rows],
+                "Teams called in": [labels.number(r.get("teams_called_in")) for r in resources_rows]}),
                 hide_index=True, width="stretch")
 
 elif view == "Calibration":

@@ -73,7 +73,8 @@ RS_PEAK, RS_MAXQ, RS_LAST, RS_BUSYINT, RS_CAPINT, RS_FULLT, RS_SERVED, RS_WAITSU
 RS_RECALLED, RS_RECALLING, RS_SURGDAY = 24, 25, 26  # off-shift surgical teams at work / on their way; surgery today
 RS_OFFSET = 27  # operating tables: the facility's local hour at the scenario start
 RS_EXPECTED = 28  # operating tables: T1 on their way who will need one
-NRS = 29
+RS_CALLS = 29     # operating tables: off-shift teams that came in
+NRS = 30
 K_FIRST, K_OT, K_ICU, K_HOLD, K_AMBQ, K_HELIQ, K_AMB, K_HELI, K_STRAT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SLOTS = 6      # resources per facility: first care, OT, ICU, holding, ambulance queue, helicopter queue
 
@@ -872,6 +873,7 @@ def _on_team(P, RS, FA, FR, TH, H, S, TS, STACK, r, t):
         return
     _touch(RS, TS, TH, r, t)
     RS[r, RS_RECALLED] += 1
+    RS[r, RS_CALLS] += 1
     RS[r, RS_CAP] = min(RS[r, RS_TABLES], _teams_on_shift(RS, TH, r, t) + RS[r, RS_RECALLED])
     _note(RS, TS, TH, r, t)
     _to_serve(STACK, S, r)

@@ -55,6 +55,7 @@ def resources(sim: Simulation) -> list[dict]:
             "utilisation": None if queue_only or not cap_time else round(int(RS[r, des.RS_BUSYINT]) / cap_time, 4),
             "served": served,
             "mean_wait_min": round(int(RS[r, des.RS_WAITSUM]) / served / 60, 1) if served else 0.0,
+            "teams_called_in": int(RS[r, des.RS_CALLS]) if kind == des.K_OT else None,
             "_id": r,
         })
     return rows
@@ -105,6 +106,7 @@ def report(sim: Simulation) -> dict:
                     "mean_wait_min": round(t.wait_min_total / t.patients, 1) if t.patients else None,
                     "still_waiting_at_end": t.waiting_at_end, "diversions": t.diversions,
                     "patients_diverted": t.diverted_patients, "mass_casualty_patients": t.mascal},
+        "surgical_teams_called_in": sum(r["teams_called_in"] or 0 for r in res),
         "resources": [{k: v for k, v in r.items() if not k.startswith("_") and k != "kind"} for r in res],
     }
     out["summary"] = _summary(out, busiest, horizon_h)
@@ -135,6 +137,9 @@ def _summary(rep: dict, busiest: dict | None, horizon_h: float) -> str:
     if busiest and busiest["hours_at_capacity"]:
         parts.append(f"Busiest: {busiest['resource']} at {busiest['facility']}, full for "
                      f"{busiest['hours_at_capacity']:,.0f} of {horizon_h:,.0f} hours.")
+    if rep["surgical_teams_called_in"]:
+        n = rep["surgical_teams_called_in"]
+        parts.append(f"Off-shift surgical teams were called in {n:,} time{'s' if n != 1 else ''} for T1 casualties.")
     if s["delay_p90_min"]:
         parts.append(f"One T1 casualty in ten reached surgery {_duration(s['delay_p90_min'])} or more later than "
                      f"with unlimited care.")
@@ -160,6 +165,7 @@ def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
            "T1 operated within 2 h of injury, unlimited care": (s["within_2h_of_injury_unconstrained"], "share"),
            "Casualties who waited 1 h or more": (w["share_waited_1h_or_more"], "share"),
            "Diversions": (w["diversions"], "count"),
+           "Surgical teams called in": (rep["surgical_teams_called_in"], "count"),
            "Still waiting at the end": (w["still_waiting_at_end"], "count")}
     for r in rep["resources"]:
         key = f"{r['resource']} at {r['facility']}"
@@ -181,7 +187,7 @@ def load_table(sim: Simulation) -> pl.DataFrame:
 def load_pieces(sim: Simulation):
     """The load table in pieces of whole resources: one row per resource and time bin (time, front, facility,
     role, resource, capacity, mean and peak occupancy, longest queue). Names are Enums gathered from one small
-    series (written as plain strings); operating-table capacity per bin follows the surgical shifts."""
+    series (written as plain strings); operating-table capacity per bin follows the surgical shifts and the teams called in."""
     res = resources(sim)
     width = sim.bin_s
     nbins = sim.horizon // width + 1
@@ -209,7 +215,8 @@ def _load_piece(sim: Simulation, res: list[dict], nbins: int, width: int, times:
         hour = ((np.arange(nbins) * width // 3600)[None, :] + offset) % 24
         day = (hour >= TH[des.TH_DAYSTART]) & (hour < TH[des.TH_DAYEND])
         teams = np.where(day, RS[rid, des.RS_DAY][:, None], RS[rid, des.RS_NIGHT][:, None])
-        cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams)
+        # plus teams called in: at least the tables in use in the bin
+        cap[ot] = np.maximum(np.minimum(RS[rid, des.RS_TABLES][:, None], teams), ts[ot, :, 1])
     row = np.repeat(np.arange(n), nbins)
 
     def labels(key: str) -> pl.Series:
@@ -243,7 +250,7 @@ def format_report(rep: dict) -> str:
              f"{share_txt(s['within_2h_of_injury_unconstrained'])})",
              f"  waiting: {w['patients_waited']:,} casualties waited, {w['waited_1h_or_more']:,} for an hour or more; "
              f"{w['diversions']:,} diversions; {w['mass_casualty_patients']:,} arrived in a declared mass-casualty "
-             f"situation",
+             f"situation; off-shift surgical teams called in {rep['surgical_teams_called_in']:,} times",
              f"  {'facility':<38} {'resource':<28} {'capacity':>9} {'peak':>5} {'h full':>7} {'queue':>6} {'use':>5}"]
     for r in rep["resources"]:
         cap = "" if r["capacity"] is None else f"{r['capacity']:,}"
