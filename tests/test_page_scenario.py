@@ -315,8 +315,8 @@ def test_the_medical_plan_tab_edits_the_plan_and_the_preview_figures_change(data
     assert changed["Attributable deaths"] != m["Attributable deaths"]
     # more tables than surgical teams on a shift: the page says how many can be used
     at.number_input(key=PLAN_R2E_TABLES).set_value(3).run()
-    assert "A table needs a surgical team on shift: of 3 operating tables, 2 can be used by day and 1 by night." \
-        in shown(at.caption)
+    assert ("A table needs a surgical team on shift: of 3 operating tables, 2 can be used by day and 1 by night. "
+            "Off-shift teams called in for T1 casualties can use 1 more by day and 2 more by night.") in shown(at.caption)
 
 
 def test_a_bad_plan_value_is_explained_beside_its_widget_and_blocks_generate(data_dir):

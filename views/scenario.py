@@ -327,8 +327,14 @@ def table_note(facility: dict) -> str | None:
         return None
     if not facility.get("count") or tables <= min(day, night):
         return None
+    # off-shift teams are called in for T1 (docs/capacity.md): a table without a team, a team off shift
+    extra = [min(tables - min(tables, on), day + night - on) for on in (day, night)]
+    called = ""
+    if any(extra):
+        more = " and ".join(f"{n:,} more {when}" for n, when in zip(extra, ("by day", "by night")) if n)
+        called = f" Off-shift teams called in for T1 casualties can use {more}."
     return (f"A table needs a surgical team on shift: of {tables:,} operating table{'s' if tables != 1 else ''}, "
-            f"{min(tables, day):,} can be used by day and {min(tables, night):,} by night.")
+            f"{min(tables, day):,} can be used by day and {min(tables, night):,} by night.{called}")
 
 
 # --- preview pieces ----------------------------------------------------------------------------------------------
