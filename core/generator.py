@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -359,14 +359,26 @@ def _planned(scenario: Scenario, workers: int, transform, simulation, stop=None)
             batch = finish_block(scenario, done.payload, done)
             yield batch if transform is None else (batch, transform(batch))
 
+    def add(prep) -> None:
+        rows, prep.capacity = prep.capacity, None
+        sk = prep.sk
+        incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
+                     | sk.incident.astype(np.int64))
+        sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
+
+    # the simulation of block k (compiled, without the GIL) runs in a thread while this thread prepares block
+    # k + 1; blocks still enter the simulation one after the other, in order, so the data are the same
     try:
-        for prep in _in_order(_prepare, scenario, workers, stop=stop):
-            rows, prep.capacity = prep.capacity, None
-            sk = prep.sk
-            incidents = ((((sk.front.astype(np.int64) * 16 + sk.stream) * 256 + sk.day) << 32)
-                         | sk.incident.astype(np.int64))
-            sim.add(rows, prep, flow.outcomes(prep.journey), incidents, sk.day.astype(np.int64))
-            yield from settled()
+        with ThreadPoolExecutor(1, thread_name_prefix="capacity") as pool:
+            running = None
+            for prep in _in_order(_prepare, scenario, workers, stop=stop):
+                if running is not None:
+                    running.result()
+                    yield from settled()
+                running = pool.submit(add, prep)
+            if running is not None:
+                running.result()
+                yield from settled()
         if stop is not None and stop.is_set():
             return
         sim.finish()

@@ -902,7 +902,7 @@ def _on_shift(P, RS, FA, FR, TH, H, S, TS, STACK, j, t):
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # runs in a thread beside the preparation of the next block
 def advance(P, RS, FA, FR, TH, H, S, TS, STACK, until):
     """Process every event before ``until`` (and never past the horizon)."""
     ev = np.empty(4, dtype=np.int64)

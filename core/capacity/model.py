@@ -163,6 +163,14 @@ class _Spilled:
         self.path.unlink(missing_ok=True)
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin for a sorted set of keys, without sorting ``values`` (a binary search each)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
 def fp_r2(scenario, front: int) -> list[int]:
     """Holding beds of each Role 2 facility of a front, in the simulation's order (Basic, then Enhanced)."""
     fp = scenario.medical_plan.fronts[front]
@@ -271,7 +279,9 @@ class Simulation:
     facilities: list[Facility] = field(default_factory=list)
     spill_dir: object = None                          # where blocks waiting for a straggler are kept (else in memory)
     _pending: deque = field(default_factory=deque)   # (first gid, n, payload, incident keys, last day) not handed back
-    _incident_flags: dict = field(default_factory=dict)  # incident key -> it overwhelmed its first facility
+    # incidents whose flag is known: their keys, sorted, and whether each overwhelmed its first facility
+    _incident_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _incident_hit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     _newest_day: int = -1
     _finished: bool = False
     _next_gid: int = 0
@@ -357,9 +367,13 @@ class Simulation:
         P = np.empty((rows, des.NPF), dtype=ROW_TYPE)  # each patient's row is filled when the patient comes in
         # pending events: a patient has at most a few at once (its next step, a deadline or death, a release)
         H = np.empty((4 * rows + 8 * self.RS.shape[0] + 1024, 3), dtype=np.int64)
-        if hasattr(self, "P"):
-            live = np.arange(self._oldest, self._next_gid)
-            P[live & (rows - 1)] = self.P[live & self.S[des.S_MASK]]
+        if hasattr(self, "P"):  # the live rows, in runs that are contiguous in both rings
+            old_mask, g = int(self.S[des.S_MASK]), self._oldest
+            while g < self._next_gid:
+                a, b = g & old_mask, g & (rows - 1)
+                run = min(self._next_gid - g, old_mask + 1 - a, rows - b)
+                P[b:b + run] = self.P[a:a + run]
+                g += run
             n = self.S[des.S_HN]
             H[:n] = self.H[:n]
         self.P, self.H = P, H
@@ -447,29 +461,38 @@ class Simulation:
         """Each patient's incident flag: an incident is a mass-casualty one when any of its casualties reached a
         first facility in a declared mass-casualty situation. None while some casualty of these incidents has not
         reached a facility yet (or a later block may still add casualties to them)."""
-        known = self._incident_flags
-        todo = np.array([k for k in np.unique(incidents).tolist() if k not in known], dtype=np.int64)
+        here = np.unique(incidents)
+        todo = here[~self._known_incidents(here)[0]]
         if len(todo):
             if not self._finished and last_day >= self._newest_day:
                 return None  # incidents of this day may go on in the next block
             keys = np.concatenate([b[3] for b in self._pending])
             gids = np.concatenate([np.arange(b[0], b[0] + b[1]) for b in self._pending])
-            member = np.isin(keys, todo)
+            member = _member(keys, todo)
             rows = self.P[gids[member] & self.S[des.S_MASK]]
             first_mtf = rows[:, des.FIRSTMTF]
             decided = ((first_mtf != NA) & (first_mtf <= self.S[des.S_CLOCK])) | np.isin(rows[:, des.LKIND], (1, 4))
             if not self._finished and not decided.all():
                 return None
-            hit = np.unique(keys[member][rows[:, des.MASCAL] == 1])
-            for key in todo.tolist():
-                known[key] = False
-            for key in hit.tolist():
-                known[key] = True
-        flags = np.fromiter((known[k] for k in incidents.tolist()), dtype=bool, count=len(incidents))
-        if len(known) > 200_000:  # forget incidents of days long handed back
-            for key in incidents.tolist():
-                known.pop(key, None)
+            hit = _member(todo, np.unique(keys[member][rows[:, des.MASCAL] == 1]))
+            merged = np.concatenate([self._incident_keys, todo])
+            order = np.argsort(merged, kind="stable")
+            self._incident_keys = merged[order]
+            self._incident_hit = np.concatenate([self._incident_hit, hit])[order]
+        flags = self._known_incidents(incidents)[1]
+        if len(self._incident_keys) > 200_000:  # forget incidents of days long handed back
+            keep = ~_member(self._incident_keys, here)
+            self._incident_keys, self._incident_hit = self._incident_keys[keep], self._incident_hit[keep]
         return flags
+
+    def _known_incidents(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each key: whether its incident's flag is known, and the flag (False where not known)."""
+        known = self._incident_keys
+        if not len(known):
+            return np.zeros(len(keys), dtype=bool), np.zeros(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        found = known[at] == keys
+        return found, found & self._incident_hit[at]
 
     # --- the actual journey as the flow's Journey ---------------------------------------------------------
     def _journeys(self, r: np.ndarray, payload, mascal: np.ndarray) -> Settled:
