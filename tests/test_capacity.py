@@ -84,15 +84,36 @@ def run(sc: Scenario, rows: list[np.ndarray]):
 # --- queueing rules with answers computed by hand -------------------------------------------------------------
 
 def test_one_operating_table_serves_by_triage_then_arrival():
-    # three casualties reach the Role 2 at 35, 45 and 55 min (5 min at the point of injury, 30 min by road), each
+    # three casualties reach the Role 2 at 35, 45 and 70 min (5 min at the point of injury, 30 min by road), each
     # needing 60 min of surgery; the T1 who came last is operated before the T2 who waited longer
     rows = [casualty(0, t0=0, tri=1, surgery=60 * MIN), casualty(1, t0=10 * MIN, tri=1, surgery=60 * MIN),
-            casualty(2, t0=20 * MIN, tri=0, surgery=60 * MIN)]
+            casualty(2, t0=35 * MIN, tri=0, surgery=60 * MIN)]
     _, s = run(scenario(), rows)
     surgery = s.operated[:, 1]
     assert surgery.tolist() == [35 * MIN, 155 * MIN, 95 * MIN]
-    assert s.wait_min.tolist() == [0, 110, 40]
-    assert s.t1_surgery_wait_min[2] == 40 and np.isnan(s.t1_surgery_wait_min[0])
+    assert s.wait_min.tolist() == [0, 110, 25]
+    assert s.t1_surgery_wait_min[2] == 25 and np.isnan(s.t1_surgery_wait_min[0])
+
+
+def test_a_table_is_kept_for_a_t1_on_its_way():
+    # the same, but the T1 leaves the point of injury at 25 min, before the first T2 reaches the Role 2: told it
+    # is coming (pre-alert), the Role 2 keeps its one table free for it and operates it on arrival at 55 min
+    rows = [casualty(0, t0=0, tri=1, surgery=60 * MIN), casualty(1, t0=10 * MIN, tri=1, surgery=60 * MIN),
+            casualty(2, t0=20 * MIN, tri=0, surgery=60 * MIN)]
+    _, s = run(scenario(), rows)
+    assert s.operated[:, 1].tolist() == [115 * MIN, 175 * MIN, 55 * MIN]
+    assert s.t1_surgery_wait_min[2] == 0
+
+
+def test_a_t1_is_operated_at_once_when_a_table_kept_for_t1_is_free():
+    # two tables and teams. T1 casualty 0 is on one from 01:00 to 04:00; the T2 arriving at 01:30 may not take
+    # the other (kept for T1) and waits; the T1 arriving at 02:00 takes it at once although the T2 queued first
+    sc = scenario(front={"r2_enhanced": facility(tables=2, day=2, night=2)})
+    rows = [casualty(0, t0=25 * MIN, surgery=3 * 3600), casualty(1, t0=55 * MIN, surgery=60 * MIN, tri=1),
+            casualty(2, t0=85 * MIN, surgery=60 * MIN)]
+    _, s = run(sc, rows)
+    assert s.operated[:, 1].tolist() == [3600, 4 * 3600, 2 * 3600]
+    assert s.wait_min.tolist() == [0, 150, 0]
 
 
 def test_surgical_teams_on_shift_limit_the_tables():
@@ -123,6 +144,18 @@ def test_an_off_shift_team_is_called_in_for_a_t1():
     load = load_table(sim).filter(pl.col("resource") == "operating tables", pl.col("facility").cast(pl.String).str.contains("Enh"))
     assert load.filter(pl.col("occupancy_peak") > 0).height >= 2
     assert (load["occupancy_peak"] <= load["capacity"]).all()
+
+
+def test_the_teams_off_shift_are_the_ones_whose_day_of_surgery_counts():
+    # a Role 2 Enhanced with two tables, two teams by day and one by night. Both day teams operate 07:00-19:00,
+    # their 12 h. The night team operates T1 casualty 2 from 19:30; T1 casualty 3 (20:00) is not given a day team
+    # called in (they have done their day): it waits for the night team at 22:30
+    sc = scenario(front={"r2_enhanced": facility(tables=2, day=2, night=1)}, r3=facility(tables=1, day=1, night=0))
+    rows = [casualty(0, t0=6 * 3600 + 25 * MIN, surgery=12 * 3600), casualty(1, t0=6 * 3600 + 25 * MIN, surgery=12 * 3600),
+            casualty(2, t0=18 * 3600 + 55 * MIN, surgery=3 * 3600), casualty(3, t0=19 * 3600 + 25 * MIN, surgery=60 * MIN)]
+    _, s = run(sc, rows)
+    assert s.operated[:, 1].tolist() == [7 * 3600, 7 * 3600, 19 * 3600 + 30 * MIN, 22 * 3600 + 30 * MIN]
+    assert s.journey.fac[:, 1].tolist() == [2, 2, 2, 2]
 
 
 def test_a_team_that_has_done_its_day_of_surgery_is_not_called_in():
@@ -349,7 +382,7 @@ def test_a_plan_so_small_that_everyone_waits_runs_and_says_so():
 
 # --- the sanity anchors (docs/capacity.md) ---------------------------------------------------------------------
 
-def _figures(sc, seeds=range(3)):
+def _figures(sc, seeds=range(20)):
     out = []
     for seed in seeds:
         s = sc.with_overrides(seed=100 + seed)
@@ -388,10 +421,11 @@ def test_falklands_rates_are_handled_by_the_brigade_laydown():
 
 def test_okinawa_rates_build_operating_queues_and_cost_lives():
     falk, oki = _figures(preset("brigade_falklands")), _figures(preset("brigade_okinawa"))
-    # one T1 in ten reaches surgery hours later than with unlimited care (waiting, or taken past a busy
-    # facility); at Falklands rates minutes
+    # one T1 in ten reaches surgery well over an hour later than with unlimited care (waiting, or taken past a
+    # busy facility), the unluckiest many hours later; at Falklands rates minutes (20 runs: about 90 and 16 min)
     delay = lambda r: r["t1_surgery"]["delay_p90_min"]  # noqa: E731
-    assert _mean(oki, delay) >= 90 and _mean(oki, delay) > 1.5 * _mean(falk, delay)
+    assert _mean(oki, delay) >= 75 and _mean(oki, delay) > 3 * _mean(falk, delay)
+    assert _mean(oki, lambda r: r["t1_surgery"]["delay_max_min"]) >= 4 * 60
     r2_ot_queue = lambda r: max(x["longest_queue"] for x in r["resources"]  # noqa: E731
                                 if x["resource"] == "operating tables" and x["role"] == "R2")
     assert _mean(oki, r2_ot_queue) >= 3
@@ -456,7 +490,8 @@ def test_replications_give_a_mean_and_an_interval_that_holds_it():
             assert f["ci95"][0] >= 0 and f["range95"][0] >= 0, name
             assert f["unit"] != "share" or f["ci95"][1] <= 1, name
     from core.replicate import format_replications
-    assert " -0" not in format_replications(rep) and "–-0" not in format_replications(rep)
+    import re
+    assert not re.search(r"(?<![\d.])-0(\.0+)?(%| min| h|\s|$)", format_replications(rep))  # no "-0", "-0.0 %"
 
 
 def test_blocks_waiting_for_a_long_stay_wait_on_disk_and_are_cleaned_up(tmp_path, monkeypatch):

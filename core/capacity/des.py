@@ -13,7 +13,8 @@ Layout (field indexes below):
   a vehicle at a facility; a front's ambulances and helicopters; strategic evacuation).
 - ``FA[j, field]``: facilities; ``FR[f, field]``: fronts; ``TH``: theatre values; ``S``: scalars.
 - ``H[i, 0..2]``: binary heap of events (time, insertion number, what: a << 8 | b << 4 | type).
-- ``TS[bin, r, 0..2]``: per time bin and resource: busy seconds, peak occupancy, peak queue (int32; one bin's
+- ``TS[bin, r, 0..3]``: per time bin and resource: busy seconds, peak occupancy, peak queue, most off-shift
+  surgical teams at work (int32; one bin's
   row of every resource is small, so the events of one period stay in the cache).
 """
 from __future__ import annotations
@@ -70,11 +71,12 @@ RS_QH = 3      # +class 0..3
 RS_QT = 7      # +class 0..3
 RS_KIND, RS_FAC, RS_TABLES, RS_DAY, RS_NIGHT = 11, 12, 13, 14, 15
 RS_PEAK, RS_MAXQ, RS_LAST, RS_BUSYINT, RS_CAPINT, RS_FULLT, RS_SERVED, RS_WAITSUM = 16, 17, 18, 19, 20, 21, 22, 23
-RS_RECALLED, RS_RECALLING, RS_SURGDAY = 24, 25, 26  # off-shift surgical teams at work / on their way; surgery today
-RS_OFFSET = 27  # operating tables: the facility's local hour at the scenario start
-RS_EXPECTED = 28  # operating tables: T1 on their way who will need one
-RS_CALLS = 29     # operating tables: off-shift teams that came in
-NRS = 30
+RS_RECALLED, RS_RECALLING = 24, 25  # operating tables: off-shift surgical teams at work / on their way
+RS_SURGDAY = 26  # +0 day teams, +1 night teams: surgery they started since their shift last began
+RS_OFFSET = 28  # operating tables: the facility's local hour at the scenario start
+RS_EXPECTED = 29  # operating tables: T1 on their way who will need one
+RS_CALLS = 30     # operating tables: off-shift teams that came in
+NRS = 31
 K_FIRST, K_OT, K_ICU, K_HOLD, K_AMBQ, K_HELIQ, K_AMB, K_HELI, K_STRAT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SLOTS = 6      # resources per facility: first care, OT, ICU, holding, ambulance queue, helicopter queue
 
@@ -152,7 +154,8 @@ def _touch(RS, TS, TH, r, t):
         RS[r, RS_CAPINT] += cap * (t - last)
         if cap > 0 and busy >= cap:
             RS[r, RS_FULLT] += t - last
-        if busy > 0:
+        called = RS[r, RS_RECALLED]
+        if busy > 0 or called > 0:
             width = TH[TH_BIN]
             nb = TS.shape[0]
             b0 = last // width
@@ -162,6 +165,8 @@ def _touch(RS, TS, TH, r, t):
                 hi = min(t, (b + 1) * width)
                 if hi > lo:
                     TS[b, r, 0] += busy * (hi - lo)
+                    if called > TS[b, r, 3]:
+                        TS[b, r, 3] = called
         RS[r, RS_LAST] = t
 
 
@@ -247,13 +252,18 @@ def _head(RS, r):
 
 @njit(cache=True)
 def _may_operate(P, RS, TH, S, r, c, since, t):
-    """Where two or more tables are in use (teams on shift), one is kept for T1: a delayed (T2-T4) operation
-    starts only if another table stays free, or once it has waited its longest delay."""
+    """Where two or more tables are in use (teams on shift), one is kept for T1, and none a T1 on its way will
+    need: a delayed (T2-T4) operation starts only if such tables stay free, or once it has waited its longest
+    delay. Teams called in operate T1 only."""
     if RS[r, RS_KIND] != K_OT or c == 0:
         return True
-    cap = RS[r, RS_CAP] - RS[r, RS_RECALLED]  # teams called in operate T1 only
+    cap = RS[r, RS_CAP] - RS[r, RS_RECALLED]
     free = cap - RS[r, RS_BUSY]
-    return free >= 1 and (cap <= 1 or free >= 2 or t - since >= TH[TH_DEFER + c])
+    if free < 1:
+        return False
+    if t - since >= TH[TH_DEFER + c]:
+        return True
+    return (cap <= 1 or free >= 2) and free - RS[r, RS_EXPECTED] >= 1
 
 
 @njit(cache=True)
@@ -331,6 +341,9 @@ def _request(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
     s = _slot(S, gid)
     P[s, WAITSINCE] = t
     c = P[s, TRI]
+    if P[s, ALERT] == r:  # the T1 the facility expected asks for its table now
+        P[s, ALERT] = NA
+        RS[r, RS_EXPECTED] -= 1
     if RS[r, RS_BUSY] < RS[r, RS_CAP] and RS[r, RS_QN] == 0 and _may_operate(P, RS, TH, S, r, c, t, t):
         _occupy(RS, TS, TH, r, t)
         RS[r, RS_SERVED] += 1
@@ -341,6 +354,8 @@ def _request(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
             push(H, S, t + TH[TH_DEFER + c], E_RECHECK, r, 0)
         elif RS[r, RS_KIND] == K_OT:  # a T1 waits
             _call_team(P, RS, TH, H, S, r, t)
+        if RS[r, RS_BUSY] < RS[r, RS_CAP]:  # queued behind a delayed operation that may not start: look again
+            _to_serve(STACK, S, r)
 
 
 @njit(cache=True)
@@ -422,7 +437,11 @@ def _granted(P, RS, FA, FR, TH, H, S, TS, STACK, gid, r, t):
                 P[s, SURGWAIT] = t - P[s, OTREADY]
         _decide(P, s, 1)
         dur = P[s, SURG + 0] if P[s, OPERATED] == 0 and P[s, SURG + 0] > 0 else P[s, SURG + 1]
-        RS[r, RS_SURGDAY] += dur
+        # by the teams on shift, or (beyond what they can use) by a team called in from the other shift
+        on = _teams_on_shift(RS, TH, r, t)
+        day = _is_day(RS, TH, r, t)
+        by_day_team = day if RS[r, RS_BUSY] <= min(RS[r, RS_TABLES], on) else not day
+        RS[r, RS_SURGDAY + (0 if by_day_team else 1)] += dur
         P[s, OPERATED] = 1
         push(H, S, t + dur, E_ACT, gid, PH_OT)
     elif kind == K_ICU:
@@ -509,10 +528,15 @@ def _die(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     s = _slot(S, gid)
     if P[s, DONE] == 1:
         return
-    if P[s, WAITRES] != NA:
+    waited = P[s, WAITRES]
+    if waited != NA:
         _unlink(P, RS, TS, TH, S, gid, t)
+        if RS[waited, RS_KIND] == K_OT:  # no longer waiting for a table: a team called in may go back
+            _touch(RS, TS, TH, waited, t)
+            _stand_down(RS, TH, waited, t)
+            _note(RS, TS, TH, waited, t)
     _leave_held(P, RS, TS, TH, STACK, S, s, t)
-    _arrived(RS, TS, TH, P, s, t)
+    _arrived(RS, TS, TH, STACK, P, S, s, t)
     P[s, TDIE] = t
     P[s, DONE] = 1
     P[s, STATUS] = ST_DEAD
@@ -598,7 +622,8 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
     P[s, DEST] = j
     P[s, STATUS] = ST_TRANSIT
     push(H, S, arrive, E_ARRIVE, gid, 0)
-    if actual_role != R1 and P[s, TRI] == 0 and _needs_surgery(P, s, actual_role):
+    dies_on_the_way = P[s, LKIND] >= 2 and P[s, TKIA] < arrive
+    if actual_role != R1 and P[s, TRI] == 0 and _needs_surgery(P, s, actual_role) and not dies_on_the_way:
         # MIST pre-alert: the facility expects a T1 for its table and calls a team in if none would be free
         ot = FA[j, FA_RES] + K_OT
         P[s, ALERT] = ot
@@ -608,8 +633,8 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
 
 
 @njit(cache=True)
-def _arrived(RS, TS, TH, P, s, t):
-    """The T1 a facility expected has arrived (or died on the way)."""
+def _arrived(RS, TS, TH, STACK, P, S, s, t):
+    """The T1 a facility expected will not ask for its table (it died)."""
     ot = P[s, ALERT]
     if ot != NA:
         P[s, ALERT] = NA
@@ -617,6 +642,7 @@ def _arrived(RS, TS, TH, P, s, t):
         _touch(RS, TS, TH, ot, t)
         _stand_down(RS, TH, ot, t)
         _note(RS, TS, TH, ot, t)
+        _to_serve(STACK, S, ot)  # a delayed operation held back for it may start
 
 
 @njit(cache=True)
@@ -693,7 +719,7 @@ def _on_poi(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     P[s, FIRSTMTF] = arrive
     lk = P[s, LKIND]
     if lk >= 2 and P[s, TKIA] < arrive:  # dies before reaching care (KIA)
-        _arrived(RS, TS, TH, P, s, t)
+        _arrived(RS, TS, TH, STACK, P, S, s, t)
         P[s, TDIE] = P[s, TKIA]
         P[s, DONE] = 1
         P[s, STATUS] = ST_DEAD
@@ -715,9 +741,6 @@ def _on_arrive(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     j = P[s, DEST]
     P[s, FACJ] = j
     P[s, ARRT] = t
-    if P[s, ALERT] != NA:  # no longer on the way: the table is asked for now (and the team stays for it)
-        P[s, ALERT] = NA
-        RS[FA[j, FA_RES] + K_OT, RS_EXPECTED] -= 1
     P[s, WFAC] = 0
     role = FA[j, FA_ROLE]
     first = FA[j, FA_RES] + K_FIRST
@@ -840,10 +863,23 @@ def _on_sortie(P, RS, FA, FR, TH, H, S, TS, STACK, t):
 
 
 @njit(cache=True)
+def _is_day(RS, TH, r, t):
+    """The day shift is on at t at the facility of operating-table resource r (local time)."""
+    hour = ((t // 3600) + RS[r, RS_OFFSET]) % 24
+    return TH[TH_DAYSTART] <= hour < TH[TH_DAYEND]
+
+
+@njit(cache=True)
 def _teams_on_shift(RS, TH, r, t):
     """Surgical teams on shift at t at the facility of operating-table resource r (local day/night)."""
-    hour = ((t // 3600) + RS[r, RS_OFFSET]) % 24
-    return RS[r, RS_DAY] if TH[TH_DAYSTART] <= hour < TH[TH_DAYEND] else RS[r, RS_NIGHT]
+    return RS[r, RS_DAY] if _is_day(RS, TH, r, t) else RS[r, RS_NIGHT]
+
+
+@njit(cache=True)
+def _callable_now(RS, TH, r, t):
+    """Teams that may be at work beyond the roster at t: a table without a team, a team off shift."""
+    on = _teams_on_shift(RS, TH, r, t)
+    return max(0, min(RS[r, RS_TABLES] - min(RS[r, RS_TABLES], on), RS[r, RS_DAY] + RS[r, RS_NIGHT] - on))
 
 
 @njit(cache=True)
@@ -857,19 +893,17 @@ def ot_capacity(FA, RS, TH, j, t):
 def _recallable(RS, TH, r, t):
     """Off-shift surgical teams that may still be called in for a T1 at t: a table without a team, a team off
     shift, and surgery left in the facility's day (each team operates at most TH_TEAMDAY a day)."""
-    teams = RS[r, RS_DAY] + RS[r, RS_NIGHT]
-    if TH[TH_RECALL] < 0 or RS[r, RS_SURGDAY] >= teams * TH[TH_TEAMDAY]:
+    off = 1 if _is_day(RS, TH, r, t) else 0  # the night teams are off by day, the day teams by night
+    if TH[TH_RECALL] < 0 or RS[r, RS_SURGDAY + off] >= (RS[r, RS_NIGHT] if off else RS[r, RS_DAY]) * TH[TH_TEAMDAY]:
         return 0
-    on = _teams_on_shift(RS, TH, r, t)
-    out = RS[r, RS_RECALLED] + RS[r, RS_RECALLING]
-    return max(0, min(RS[r, RS_TABLES] - min(RS[r, RS_TABLES], on) - out, teams - on - out))
+    return max(0, _callable_now(RS, TH, r, t) - RS[r, RS_RECALLED] - RS[r, RS_RECALLING])
 
 
 @njit(cache=True)
 def _on_team(P, RS, FA, FR, TH, H, S, TS, STACK, r, t):
     """A team called in reaches the table: it operates while T1 wait, else goes back."""
     RS[r, RS_RECALLING] -= 1
-    if (RS[r, RS_QH] == NA and RS[r, RS_EXPECTED] == 0) or RS[r, RS_CAP] >= RS[r, RS_TABLES]:
+    if _t1_short(P, RS, S, r) <= 0 or RS[r, RS_RECALLED] >= _callable_now(RS, TH, r, t):
         return
     _touch(RS, TS, TH, r, t)
     RS[r, RS_RECALLED] += 1
@@ -885,7 +919,11 @@ def _on_shift(P, RS, FA, FR, TH, H, S, TS, STACK, j, t):
     _touch(RS, TS, TH, r, t)
     hour = ((t // 3600) + FA[j, FA_OFFSET]) % 24
     if hour == TH[TH_DAYSTART]:
-        RS[r, RS_SURGDAY] = 0  # a new working day
+        RS[r, RS_SURGDAY + 0] = 0  # the day teams begin a working day
+    elif hour == TH[TH_DAYEND]:
+        RS[r, RS_SURGDAY + 1] = 0  # the night teams begin theirs
+    # teams called in that the new roster has on shift (or no table for) are no longer extra
+    RS[r, RS_RECALLED] = min(RS[r, RS_RECALLED], _callable_now(RS, TH, r, t))
     RS[r, RS_CAP] = min(RS[r, RS_TABLES], ot_capacity(FA, RS, TH, j, t) + RS[r, RS_RECALLED])
     _stand_down(RS, TH, r, t)
     _note(RS, TS, TH, r, t)

@@ -351,7 +351,7 @@ class Simulation:
                  cfg["diversion_queue_factor"], 0, *defer,
                  int(cfg["surgical_recall"]["after_min"] * 60), int(cfg["surgical_recall"]["surgery_h_per_team_per_day"] * 3600))
         self.RS, self.FA, self.FR, self.TH = RS, FA, FR, TH
-        self.TS = np.zeros((self.horizon // self.bin_s + 2, nres, 3), dtype=np.int32)
+        self.TS = np.zeros((self.horizon // self.bin_s + 2, nres, 4), dtype=np.int32)
         self.S = np.zeros(des.NS, dtype=np.int64)
         self.STACK = np.zeros(16 * nres + 4096, dtype=np.int64)
         self._alloc(1 << 12)

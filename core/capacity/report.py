@@ -97,7 +97,7 @@ def report(sim: Simulation) -> dict:
         "t1_surgery": {
             "t1_patients": t.t1, "reached_role2_or_3": t.t1_reached_surgery_facility, "operated": t.t1_operated,
             "wait_median_min": pct(waits, 50), "wait_p90_min": pct(waits, 90),
-            "delay_median_min": pct(delays, 50), "delay_p90_min": pct(delays, 90),
+            "delay_median_min": pct(delays, 50), "delay_p90_min": pct(delays, 90), "delay_max_min": pct(delays, 100),
             "needing_surgery": t.t1_needing_surgery,
             "within_2h_of_injury": share(t.t1_within_2h, t.t1_needing_surgery),
             "within_2h_of_injury_unconstrained": share(t.t1_within_2h_unconstrained, t.t1_needing_surgery)},
@@ -161,6 +161,7 @@ def figures(rep: dict) -> dict[str, tuple[float | None, str]]:
            "T1 wait for surgery, 90th percentile": (s["wait_p90_min"], "min"),
            "T1 surgery later than with unlimited care, median": (s["delay_median_min"], "min"),
            "T1 surgery later than with unlimited care, 90th percentile": (s["delay_p90_min"], "min"),
+           "T1 surgery later than with unlimited care, longest": (s.get("delay_max_min"), "min"),
            "T1 operated within 2 h of injury": (s["within_2h_of_injury"], "share"),
            "T1 operated within 2 h of injury, unlimited care": (s["within_2h_of_injury_unconstrained"], "share"),
            "Casualties who waited 1 h or more": (w["share_waited_1h_or_more"], "share"),
@@ -215,8 +216,8 @@ def _load_piece(sim: Simulation, res: list[dict], nbins: int, width: int, times:
         hour = ((np.arange(nbins) * width // 3600)[None, :] + offset) % 24
         day = (hour >= TH[des.TH_DAYSTART]) & (hour < TH[des.TH_DAYEND])
         teams = np.where(day, RS[rid, des.RS_DAY][:, None], RS[rid, des.RS_NIGHT][:, None])
-        # plus teams called in: at least the tables in use in the bin
-        cap[ot] = np.maximum(np.minimum(RS[rid, des.RS_TABLES][:, None], teams), ts[ot, :, 1])
+        # plus the most off-shift teams called in at work in the bin
+        cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams + ts[ot, :, 3])
     row = np.repeat(np.arange(n), nbins)
 
     def labels(key: str) -> pl.Series:
@@ -245,7 +246,8 @@ def format_report(rep: dict) -> str:
              f"{d['attributable_to_capacity']['total']:+,d}",
              f"  T1 surgery: {s['operated']:,} operated; wait for a table median {fmt_min(s['wait_median_min'])}, "
              f"90th percentile {fmt_min(s['wait_p90_min'])}; later than with unlimited care: median "
-             f"{fmt_min(s['delay_median_min'])}, 90th percentile {fmt_min(s['delay_p90_min'])}; within 2 h of injury "
+             f"{fmt_min(s['delay_median_min'])}, 90th percentile {fmt_min(s['delay_p90_min'])}, longest "
+             f"{fmt_min(s.get('delay_max_min'))}; within 2 h of injury "
              f"{share_txt(s['within_2h_of_injury'])} (with unlimited care "
              f"{share_txt(s['within_2h_of_injury_unconstrained'])})",
              f"  waiting: {w['patients_waited']:,} casualties waited, {w['waited_1h_or_more']:,} for an hour or more; "
