@@ -278,7 +278,8 @@ class Simulation:
     plan: MedicalPlan = field(init=False)
     facilities: list[Facility] = field(default_factory=list)
     spill_dir: object = None                          # where blocks waiting for a straggler are kept (else in memory)
-    _pending: deque = field(default_factory=deque)   # (first gid, n, payload, incident keys, last day) not handed back
+    # blocks not handed back: (first gid, n, payload, incident keys, last day, first day)
+    _pending: deque = field(default_factory=deque)
     # incidents whose flag is known: their keys, sorted, and whether each overwhelmed its first facility
     _incident_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _incident_hit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -410,10 +411,11 @@ class Simulation:
         if incidents is None:  # every patient its own incident
             incidents = -1 - np.arange(first, first + n, dtype=np.int64)
         last_day = int(days.max()) if days is not None and n else self._newest_day
+        first_day = int(days.min()) if days is not None and n else last_day
         self._newest_day = max(self._newest_day, last_day)
         if self.spill_dir is not None and len(self._pending) >= KEEP_IN_MEMORY:
             payload = _Spilled.write(payload, Path(self.spill_dir), first)
-        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day))
+        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day, first_day))
         if unconstrained_outcomes is not None:
             self.tally.unconstrained(rows, unconstrained_outcomes)
         des.inject(self.P, self.H, self.S, first, n)
@@ -444,7 +446,7 @@ class Simulation:
         """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order,
         one at a time (a block waiting on disk is read back only when its turn comes)."""
         while self._pending:
-            first, n, payload, incidents, last_day = self._pending[0]
+            first, n, payload, incidents, last_day, _ = self._pending[0]
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
             if n and not (self.P[slots, des.DONE] == 1).all():
                 return
@@ -466,8 +468,11 @@ class Simulation:
         if len(todo):
             if not self._finished and last_day >= self._newest_day:
                 return None  # incidents of this day may go on in the next block
-            keys = np.concatenate([b[3] for b in self._pending])
-            gids = np.concatenate([np.arange(b[0], b[0] + b[1]) for b in self._pending])
+            # the incidents' casualties are in this block and the next ones that reach back to its last day
+            # (patients are numbered in order of injury, and an incident's casualties share its day)
+            near = [b for b in self._pending if b[5] <= last_day]
+            keys = np.concatenate([b[3] for b in near])
+            gids = np.concatenate([np.arange(b[0], b[0] + b[1]) for b in near])
             member = _member(keys, todo)
             rows = self.P[gids[member] & self.S[des.S_MASK]]
             first_mtf = rows[:, des.FIRSTMTF]
@@ -480,9 +485,10 @@ class Simulation:
             self._incident_keys = merged[order]
             self._incident_hit = np.concatenate([self._incident_hit, hit])[order]
         flags = self._known_incidents(incidents)[1]
-        if len(self._incident_keys) > 200_000:  # forget incidents of days long handed back
-            keep = ~_member(self._incident_keys, here)
-            self._incident_keys, self._incident_hit = self._incident_keys[keep], self._incident_hit[keep]
+        # forget incidents of earlier days: the blocks after this one begin on its last day at the earliest
+        # (the day within the key, see generator._planned; a patient who is its own incident has a negative key)
+        keep = (self._incident_keys >= 0) & (((self._incident_keys >> 32) & 0xFF) >= last_day)
+        self._incident_keys, self._incident_hit = self._incident_keys[keep], self._incident_hit[keep]
         return flags
 
     def _known_incidents(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
