@@ -136,10 +136,12 @@ def resource_spec(load: pl.DataFrame, facility: str) -> dict:
         axes[f"yaxis{ax}"] = {"domain": [max(0.0, top - h), top], "anchor": f"x{ax}", **COUNT}
         notes.append({"text": title, "x": 0, "xref": "paper", "y": top, "yref": "paper", "xanchor": "left",
                       "yanchor": "bottom", "showarrow": False, "font": {"size": 13}})
-    return {"data": data, "layout": layout(plotly_text(facility), 130 + 140 * n, annotations=notes,
-                                           hovermode="x unified", margin={"l": 10, "r": 10, "t": 70, "b": 10},
-                                           legend={"orientation": "h", "yref": "container", "y": 1, "yanchor": "top",
-                                                   "x": 1, "xanchor": "right"}, **axes)}
+    height = 155 + 140 * n
+    # the legend sits under the strip where plotly's tool buttons appear on hover (about 30 px), not behind them
+    return {"data": data, "layout": layout(plotly_text(facility), height, annotations=notes,
+                                           hovermode="x unified", margin={"l": 10, "r": 10, "t": 95, "b": 10},
+                                           legend={"orientation": "h", "yref": "container", "y": 1 - 32 / height,
+                                                   "yanchor": "top", "x": 1, "xanchor": "right"}, **axes)}
 
 
 def queues_spec(queues: pl.DataFrame, title: str = "Patients waiting for each kind of resource") -> dict:

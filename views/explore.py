@@ -166,18 +166,25 @@ elif view == "Capacity":
         st.plotly_chart(figs["peaks"], width="stretch", key="ex_cap_peaks")
         resources_rows = rep.get("resources") or []
         with st.expander("Every facility resource and vehicle pool (the capacity report)"):
+            widths = {"Facility": 160, "Resource": 170, "Capacity": 66, "Peak": 50, "Hours full": 76,
+                      "Longest queue": 104, "Busy": 50, "Served": 60, "Mean wait": 76, "Called in": 70}
+            helps = {"Peak": "Most in use at one time", "Hours full": "Hours every unit was in use",
+                     "Busy": "Share of the time in use", "Served": "Patients or trips served",
+                     "Called in": "Off-shift surgical teams called in for T1 casualties (operating tables)"}
             st.dataframe(pl.DataFrame({
                 "Facility": [r["facility"] for r in resources_rows],
                 "Resource": [r["resource"] for r in resources_rows],
                 "Capacity": [labels.number(r["capacity"]) for r in resources_rows],
-                "Peak in use": [labels.number(r["peak"]) for r in resources_rows],
+                "Peak": [labels.number(r["peak"]) for r in resources_rows],
                 "Hours full": [labels.number(r["hours_at_capacity"]) for r in resources_rows],
                 "Longest queue": [labels.number(r["longest_queue"]) for r in resources_rows],
                 "Busy": [labels.share(r["utilisation"]) for r in resources_rows],
                 "Served": [labels.number(r["served"]) for r in resources_rows],
                 "Mean wait": [labels.minutes(r["mean_wait_min"]) for r in resources_rows],
-                "Teams called in": [labels.number(r.get("teams_called_in")) for r in resources_rows]}),
-                hide_index=True, width="stretch")
+                "Called in": [labels.number(r.get("teams_called_in")) for r in resources_rows]}),
+                hide_index=True, width="stretch",
+                column_config={c: st.column_config.TextColumn(c, width=w, help=helps.get(c))
+                               for c, w in widths.items()})
 
 elif view == "Calibration":
     report = ov["calibration"]
