@@ -521,8 +521,12 @@ class Simulation:
         j = Journey(fac, arr, dep, mode, t_die, dies, natural, terminal, t_term, term_stage, cutoff, first_mtf,
                     dies, r[:, des.TKIA], np.zeros(n), r[:, des.XDOW], np.full((n, 5), NA))
         t1_wait = np.where((r[:, des.TRI] == T1) & (r[:, des.SURGWAIT] != NA), r[:, des.SURGWAIT] / 60, np.nan)
+        # a diversion counts once the patient arrives (a casualty who died on the way, or is still on the way at
+        # the end, has no arrival in the events either)
+        diverted = (r[:, des.ADIV:des.ADIV + 5] == 1) & (fac != NA) & (arr <= cutoff[:, None])
+        r[:, des.NDIV] = diverted.sum(axis=1)
         self.tally.settled(r, j, t1_wait)
         return Settled(payload, j, r[:, des.ACARE:des.ACARE + 5].copy(), r[:, des.AOT:des.AOT + 5].copy(),
-                       r[:, des.ADIV:des.ADIV + 5] == 1, np.round(r[:, des.WTOT] / 60).astype(np.int32),
+                       diverted, np.round(r[:, des.WTOT] / 60).astype(np.int32),
                        r[:, des.NDIV].astype(np.int8), mascal, t1_wait)
 
