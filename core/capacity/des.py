@@ -76,7 +76,8 @@ RS_SURGDAY = 26  # +0 day teams, +1 night teams: surgery they started since thei
 RS_OFFSET = 28  # operating tables: the facility's local hour at the scenario start
 RS_EXPECTED = 29  # operating tables: T1 on their way who will need one
 RS_CALLS = 30     # operating tables: off-shift teams that came in
-NRS = 31
+RS_QN1 = 31       # T1 among those waiting
+NRS = 32
 K_FIRST, K_OT, K_ICU, K_HOLD, K_AMBQ, K_HELIQ, K_AMB, K_HELI, K_STRAT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SLOTS = 6      # resources per facility: first care, OT, ICU, holding, ambulance queue, helicopter queue
 
@@ -205,6 +206,8 @@ def _enqueue(P, RS, TS, TH, S, gid, r, t):
         P[_slot(S, tail), QNEXT] = gid
     RS[r, RS_QT + c] = gid
     RS[r, RS_QN] += 1
+    if c == 0:
+        RS[r, RS_QN1] += 1
     P[s, WAITRES] = r
     P[s, WAITSINCE] = t
     kind = RS[r, RS_KIND]
@@ -230,6 +233,8 @@ def _unlink(P, RS, TS, TH, S, gid, t):
     else:
         P[_slot(S, nxt), QPREV] = prev
     RS[r, RS_QN] -= 1
+    if P[s, TRI] == 0:
+        RS[r, RS_QN1] -= 1
     P[s, WAITRES] = NA
     P[s, QPREV] = NA
     P[s, QNEXT] = NA
@@ -300,10 +305,10 @@ def _release(RS, TS, TH, STACK, S, r, t):
 
 @njit(cache=True)
 def _stand_down(RS, TH, r, t):
-    """Teams called in go back when no T1 waits for a table or is on the way to one (call between _touch and
-    _note)."""
-    while (RS[r, RS_RECALLED] > 0 and RS[r, RS_BUSY] < RS[r, RS_CAP] and RS[r, RS_QH] == NA
-           and RS[r, RS_EXPECTED] == 0):
+    """Teams called in go back while the free tables would still cover every T1 waiting for one or on the way
+    to one (call between _touch and _note)."""
+    while (RS[r, RS_RECALLED] > 0 and RS[r, RS_BUSY] < RS[r, RS_CAP]
+           and RS[r, RS_QN1] + RS[r, RS_EXPECTED] <= RS[r, RS_CAP] - RS[r, RS_BUSY] - 1):
         RS[r, RS_RECALLED] -= 1
         RS[r, RS_CAP] = min(RS[r, RS_TABLES], _teams_on_shift(RS, TH, r, t) + RS[r, RS_RECALLED])
 
@@ -312,12 +317,7 @@ def _stand_down(RS, TH, r, t):
 def _t1_short(P, RS, S, r):
     """T1 waiting for operating-table resource r or on their way to it, beyond its free tables and the teams
     already called in."""
-    n = RS[r, RS_EXPECTED]
-    g = RS[r, RS_QH]
-    while g != NA:
-        n += 1
-        g = P[_slot(S, g), QNEXT]
-    return n - max(RS[r, RS_CAP] - RS[r, RS_BUSY], 0) - RS[r, RS_RECALLING]
+    return RS[r, RS_EXPECTED] + RS[r, RS_QN1] - max(RS[r, RS_CAP] - RS[r, RS_BUSY], 0) - RS[r, RS_RECALLING]
 
 
 @njit(cache=True)
@@ -622,7 +622,11 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
     P[s, DEST] = j
     P[s, STATUS] = ST_TRANSIT
     push(H, S, arrive, E_ARRIVE, gid, 0)
-    dies_on_the_way = P[s, LKIND] >= 2 and P[s, TKIA] < arrive
+    lk = P[s, LKIND]  # when the casualty dies if nothing changes: on its first leg its untreated death time,
+    # later a death of wounds after first care, or the end of its tolerance for delay while care is not decisive
+    dies_on_the_way = ((P[s, FIRSTMTF] == NA and lk >= 2 and P[s, TKIA] < arrive)
+                       or (P[s, FIRSTMTF] != NA and lk == 2 and P[s, FIRSTMTF] + P[s, XDOW] < arrive)
+                       or (P[s, FIRSTMTF] != NA and lk == 3 and P[s, DECIDED] == 0 and P[s, D0] + P[s, BUDGET] < arrive))
     if actual_role != R1 and P[s, TRI] == 0 and _needs_surgery(P, s, actual_role) and not dies_on_the_way:
         # MIST pre-alert: the facility expects a T1 for its table and calls a team in if none would be free
         ot = FA[j, FA_RES] + K_OT

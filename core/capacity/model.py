@@ -278,11 +278,12 @@ class Simulation:
     plan: MedicalPlan = field(init=False)
     facilities: list[Facility] = field(default_factory=list)
     spill_dir: object = None                          # where blocks waiting for a straggler are kept (else in memory)
-    # blocks not handed back: (first gid, n, payload, incident keys, last day, first day)
+    # blocks not handed back: (first gid, n, payload, incident keys, last day, first day, each patient's day)
     _pending: deque = field(default_factory=deque)
     # incidents whose flag is known: their keys, sorted, and whether each overwhelmed its first facility
     _incident_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _incident_hit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    _incident_day: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _newest_day: int = -1
     _finished: bool = False
     _next_gid: int = 0
@@ -415,7 +416,9 @@ class Simulation:
         self._newest_day = max(self._newest_day, last_day)
         if self.spill_dir is not None and len(self._pending) >= KEEP_IN_MEMORY:
             payload = _Spilled.write(payload, Path(self.spill_dir), first)
-        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day, first_day))
+        day_of = (np.asarray(days, dtype=np.int64) if days is not None
+                  else np.full(n, last_day, dtype=np.int64))
+        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day, first_day, day_of))
         if unconstrained_outcomes is not None:
             self.tally.unconstrained(rows, unconstrained_outcomes)
         des.inject(self.P, self.H, self.S, first, n)
@@ -446,11 +449,11 @@ class Simulation:
         """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order,
         one at a time (a block waiting on disk is read back only when its turn comes)."""
         while self._pending:
-            first, n, payload, incidents, last_day, _ = self._pending[0]
+            first, n, payload, incidents, last_day, _, day_of = self._pending[0]
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
             if n and not (self.P[slots, des.DONE] == 1).all():
                 return
-            flags = self._incident_mascal(incidents, last_day)
+            flags = self._incident_mascal(incidents, last_day, day_of)
             if flags is None:
                 return
             self._pending.popleft()
@@ -459,12 +462,13 @@ class Simulation:
                 payload = payload.read()
             yield self._journeys(self.P[slots], payload, flags)
 
-    def _incident_mascal(self, incidents: np.ndarray, last_day: int) -> np.ndarray | None:
+    def _incident_mascal(self, incidents: np.ndarray, last_day: int, day_of: np.ndarray) -> np.ndarray | None:
         """Each patient's incident flag: an incident is a mass-casualty one when any of its casualties reached a
         first facility in a declared mass-casualty situation. None while some casualty of these incidents has not
         reached a facility yet (or a later block may still add casualties to them)."""
-        here = np.unique(incidents)
-        todo = here[~self._known_incidents(here)[0]]
+        here, where = np.unique(incidents, return_index=True)
+        unknown = ~self._known_incidents(here)[0]
+        todo, todo_day = here[unknown], day_of[where[unknown]]  # an incident's casualties share its day
         if len(todo):
             if not self._finished and last_day >= self._newest_day:
                 return None  # incidents of this day may go on in the next block
@@ -484,11 +488,12 @@ class Simulation:
             order = np.argsort(merged, kind="stable")
             self._incident_keys = merged[order]
             self._incident_hit = np.concatenate([self._incident_hit, hit])[order]
+            self._incident_day = np.concatenate([self._incident_day, todo_day])[order]
         flags = self._known_incidents(incidents)[1]
         # forget incidents of earlier days: the blocks after this one begin on its last day at the earliest
-        # (the day within the key, see generator._planned; a patient who is its own incident has a negative key)
-        keep = (self._incident_keys >= 0) & (((self._incident_keys >> 32) & 0xFF) >= last_day)
-        self._incident_keys, self._incident_hit = self._incident_keys[keep], self._incident_hit[keep]
+        keep = self._incident_day >= last_day
+        self._incident_keys, self._incident_hit, self._incident_day = (
+            self._incident_keys[keep], self._incident_hit[keep], self._incident_day[keep])
         return flags
 
     def _known_incidents(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -216,8 +216,9 @@ def _load_piece(sim: Simulation, res: list[dict], nbins: int, width: int, times:
         hour = ((np.arange(nbins) * width // 3600)[None, :] + offset) % 24
         day = (hour >= TH[des.TH_DAYSTART]) & (hour < TH[des.TH_DAYEND])
         teams = np.where(day, RS[rid, des.RS_DAY][:, None], RS[rid, des.RS_NIGHT][:, None])
-        # plus the most off-shift teams called in at work in the bin
-        cap[ot] = np.minimum(RS[rid, des.RS_TABLES][:, None], teams + ts[ot, :, 3])
+        # plus the most off-shift teams called in at work in the bin; an operation that has begun is finished by
+        # its team, so a table in use past the end of a shift still has one
+        cap[ot] = np.maximum(np.minimum(RS[rid, des.RS_TABLES][:, None], teams + ts[ot, :, 3]), ts[ot, :, 1])
     row = np.repeat(np.arange(n), nbins)
 
     def labels(key: str) -> pl.Series:
