@@ -147,7 +147,10 @@ elif view == "Capacity":
         cols[1].metric("T1 wait for surgery", labels.minutes(s.get("wait_median_min")),
                        help=f"Median; 90th percentile {labels.minutes(s.get('wait_p90_min'))}")
         cols[2].metric("T1 operated within 2 h", labels.share(s.get("within_2h_of_injury")),
-                       help=f"With unlimited care: {labels.share(s.get('within_2h_of_injury_unconstrained'))}")
+                       help="Every T1 casualty who needs surgery (mass-casualty incidents and Role 3 included), "
+                            "operated within 2 h of injury; with unlimited care "
+                            f"{labels.share(s.get('within_2h_of_injury_unconstrained'))}. The 10-1-2 view counts T1 "
+                            "battle casualties outside mass-casualty incidents.")
         cols[3].metric("Waited an hour or more", labels.share(w.get("share_waited_1h_or_more"), 1),
                        help=f"{w.get('waited_1h_or_more') or 0:,} casualties")
         cols[4].metric("Diverted", f"{w.get('patients_diverted') or 0:,}",

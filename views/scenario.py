@@ -390,7 +390,9 @@ def capacity_block(report: dict, note: str | None) -> None:
                         f"Surgery later than with unlimited care: median {labels.minutes(s['delay_median_min'])}, "
                         f"90th percentile {labels.minutes(s['delay_p90_min'])}")
     cols[2].metric("T1 operated within 2 h", labels.share(s["within_2h_of_injury"]),
-                   help=f"With unlimited care: {labels.share(s['within_2h_of_injury_unconstrained'])}")
+                   help="Every T1 casualty who needs surgery (mass-casualty incidents and Role 3 included), operated "
+                        f"within 2 h of injury; with unlimited care {labels.share(s['within_2h_of_injury_unconstrained'])}. "
+                        "The 10-1-2 lines count T1 battle casualties outside mass-casualty incidents.")
     cols[3].metric("Waited an hour or more", labels.share(w["share_waited_1h_or_more"], 1),
                    help=f"{w['waited_1h_or_more']:,} casualties waited an hour or more for care or transport; "
                         f"{w['patients_diverted']:,} were diverted past a full facility")
