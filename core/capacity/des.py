@@ -314,7 +314,7 @@ def _stand_down(RS, TH, r, t):
 
 
 @njit(cache=True)
-def _t1_short(P, RS, S, r):
+def _t1_short(RS, r):
     """T1 waiting for operating-table resource r or on their way to it, beyond its free tables and the teams
     already called in."""
     return RS[r, RS_EXPECTED] + RS[r, RS_QN1] - max(RS[r, RS_CAP] - RS[r, RS_BUSY], 0) - RS[r, RS_RECALLING]
@@ -323,7 +323,7 @@ def _t1_short(P, RS, S, r):
 @njit(cache=True)
 def _call_team(P, RS, TH, H, S, r, t):
     """Call an off-shift team in when T1 would otherwise wait for a table."""
-    if _recallable(RS, TH, r, t) > 0 and _t1_short(P, RS, S, r) > 0:
+    if _recallable(RS, TH, r, t) > 0 and _t1_short(RS, r) > 0:
         RS[r, RS_RECALLING] += 1
         push(H, S, t + TH[TH_RECALL], E_TEAM, r, 0)
 
@@ -536,7 +536,7 @@ def _die(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
             _stand_down(RS, TH, waited, t)
             _note(RS, TS, TH, waited, t)
     _leave_held(P, RS, TS, TH, STACK, S, s, t)
-    _arrived(RS, TS, TH, STACK, P, S, s, t)
+    _not_coming(RS, TS, TH, STACK, P, S, s, t)
     P[s, TDIE] = t
     P[s, DONE] = 1
     P[s, STATUS] = ST_DEAD
@@ -637,7 +637,7 @@ def _depart(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t, mode, leg):
 
 
 @njit(cache=True)
-def _arrived(RS, TS, TH, STACK, P, S, s, t):
+def _not_coming(RS, TS, TH, STACK, P, S, s, t):
     """The T1 a facility expected will not ask for its table (it died)."""
     ot = P[s, ALERT]
     if ot != NA:
@@ -723,7 +723,7 @@ def _on_poi(P, RS, FA, FR, TH, H, S, TS, STACK, gid, t):
     P[s, FIRSTMTF] = arrive
     lk = P[s, LKIND]
     if lk >= 2 and P[s, TKIA] < arrive:  # dies before reaching care (KIA)
-        _arrived(RS, TS, TH, STACK, P, S, s, t)
+        _not_coming(RS, TS, TH, STACK, P, S, s, t)
         P[s, TDIE] = P[s, TKIA]
         P[s, DONE] = 1
         P[s, STATUS] = ST_DEAD
@@ -907,7 +907,7 @@ def _recallable(RS, TH, r, t):
 def _on_team(P, RS, FA, FR, TH, H, S, TS, STACK, r, t):
     """A team called in reaches the table: it operates while T1 wait, else goes back."""
     RS[r, RS_RECALLING] -= 1
-    if _t1_short(P, RS, S, r) <= 0 or RS[r, RS_RECALLED] >= _callable_now(RS, TH, r, t):
+    if _t1_short(RS, r) <= 0 or RS[r, RS_RECALLED] >= _callable_now(RS, TH, r, t):
         return
     _touch(RS, TS, TH, r, t)
     RS[r, RS_RECALLED] += 1

@@ -15,6 +15,7 @@ import pickle
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -163,12 +164,24 @@ class _Spilled:
         self.path.unlink(missing_ok=True)
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """np.isin for a sorted set of keys, without sorting ``values`` (a binary search each)."""
+def _lookup(sorted_set: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each value: whether it is in the sorted set, and its position there (a binary search each, where
+    np.isin would sort ``values``)."""
     if not len(sorted_set):
-        return np.zeros(len(values), dtype=bool)
+        return np.zeros(len(values), dtype=bool), np.zeros(len(values), dtype=np.int64)
     at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[at] == values
+    return sorted_set[at] == values, at
+
+
+class _Block(NamedTuple):
+    """A block the simulation has not handed back yet."""
+    first: int                   # gid of its first patient
+    n: int
+    payload: Any                 # whatever the caller attached (or a _Spilled waiting on disk)
+    incidents: np.ndarray        # each patient's incident key
+    last_day: int
+    first_day: int
+    day_of: np.ndarray           # each patient's day
 
 
 def fp_r2(scenario, front: int) -> list[int]:
@@ -278,8 +291,7 @@ class Simulation:
     plan: MedicalPlan = field(init=False)
     facilities: list[Facility] = field(default_factory=list)
     spill_dir: object = None                          # where blocks waiting for a straggler are kept (else in memory)
-    # blocks not handed back: (first gid, n, payload, incident keys, last day, first day, each patient's day)
-    _pending: deque = field(default_factory=deque)
+    _pending: deque = field(default_factory=deque)   # _Block-s not handed back, in patient order
     # incidents whose flag is known: their keys, sorted, and whether each overwhelmed its first facility
     _incident_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _incident_hit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -418,7 +430,8 @@ class Simulation:
             payload = _Spilled.write(payload, Path(self.spill_dir), first)
         day_of = (np.asarray(days, dtype=np.int64) if days is not None
                   else np.full(n, last_day, dtype=np.int64))
-        self._pending.append((first, n, payload, np.asarray(incidents, dtype=np.int64), last_day, first_day, day_of))
+        self._pending.append(_Block(first, n, payload, np.asarray(incidents, dtype=np.int64), last_day, first_day,
+                                    day_of))
         if unconstrained_outcomes is not None:
             self.tally.unconstrained(rows, unconstrained_outcomes)
         des.inject(self.P, self.H, self.S, first, n)
@@ -433,8 +446,8 @@ class Simulation:
     def discard(self) -> None:
         """Remove the blocks waiting on disk (a run that stops early)."""
         for block in self._pending:
-            if isinstance(block[2], _Spilled):
-                block[2].discard()
+            if isinstance(block.payload, _Spilled):
+                block.payload.discard()
         self._pending.clear()
 
     def finish(self) -> None:
@@ -449,11 +462,12 @@ class Simulation:
         """Blocks whose journeys are all settled and whose incidents' mass-casualty flags are known, in order,
         one at a time (a block waiting on disk is read back only when its turn comes)."""
         while self._pending:
-            first, n, payload, incidents, last_day, _, day_of = self._pending[0]
+            head = self._pending[0]
+            first, n, payload = head.first, head.n, head.payload
             slots = np.arange(first, first + n) & self.S[des.S_MASK]
             if n and not (self.P[slots, des.DONE] == 1).all():
                 return
-            flags = self._incident_mascal(incidents, last_day, day_of)
+            flags = self._incident_mascal(head)
             if flags is None:
                 return
             self._pending.popleft()
@@ -462,28 +476,29 @@ class Simulation:
                 payload = payload.read()
             yield self._journeys(self.P[slots], payload, flags)
 
-    def _incident_mascal(self, incidents: np.ndarray, last_day: int, day_of: np.ndarray) -> np.ndarray | None:
+    def _incident_mascal(self, head: _Block) -> np.ndarray | None:
         """Each patient's incident flag: an incident is a mass-casualty one when any of its casualties reached a
         first facility in a declared mass-casualty situation. None while some casualty of these incidents has not
         reached a facility yet (or a later block may still add casualties to them)."""
+        incidents, last_day = head.incidents, head.last_day
         here, where = np.unique(incidents, return_index=True)
         unknown = ~self._known_incidents(here)[0]
-        todo, todo_day = here[unknown], day_of[where[unknown]]  # an incident's casualties share its day
+        todo, todo_day = here[unknown], head.day_of[where[unknown]]  # an incident's casualties share its day
         if len(todo):
             if not self._finished and last_day >= self._newest_day:
                 return None  # incidents of this day may go on in the next block
             # the incidents' casualties are in this block and the next ones that reach back to its last day
             # (patients are numbered in order of injury, and an incident's casualties share its day)
-            near = [b for b in self._pending if b[5] <= last_day]
-            keys = np.concatenate([b[3] for b in near])
-            gids = np.concatenate([np.arange(b[0], b[0] + b[1]) for b in near])
-            member = _member(keys, todo)
+            near = [b for b in self._pending if b.first_day <= last_day]
+            keys = np.concatenate([b.incidents for b in near])
+            gids = np.concatenate([np.arange(b.first, b.first + b.n) for b in near])
+            member = _lookup(todo, keys)[0]
             rows = self.P[gids[member] & self.S[des.S_MASK]]
             first_mtf = rows[:, des.FIRSTMTF]
             decided = ((first_mtf != NA) & (first_mtf <= self.S[des.S_CLOCK])) | np.isin(rows[:, des.LKIND], (1, 4))
             if not self._finished and not decided.all():
                 return None
-            hit = _member(todo, np.unique(keys[member][rows[:, des.MASCAL] == 1]))
+            hit = _lookup(np.unique(keys[member][rows[:, des.MASCAL] == 1]), todo)[0]
             merged = np.concatenate([self._incident_keys, todo])
             order = np.argsort(merged, kind="stable")
             self._incident_keys = merged[order]
@@ -498,12 +513,8 @@ class Simulation:
 
     def _known_incidents(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each key: whether its incident's flag is known, and the flag (False where not known)."""
-        known = self._incident_keys
-        if not len(known):
-            return np.zeros(len(keys), dtype=bool), np.zeros(len(keys), dtype=bool)
-        at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
-        found = known[at] == keys
-        return found, found & self._incident_hit[at]
+        found, at = _lookup(self._incident_keys, keys)
+        return found, found & (self._incident_hit[at] if len(self._incident_hit) else found)
 
     # --- the actual journey as the flow's Journey ---------------------------------------------------------
     def _journeys(self, r: np.ndarray, payload, mascal: np.ndarray) -> Settled:
